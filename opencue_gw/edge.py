@@ -1,0 +1,161 @@
+# -*- test-case-name: tests.test_edge -*-
+"""
+The outermost resource: what every request gets before authentication.
+
+It gives the request an id, counts it in flight (so shutdown can wait for it), refuses
+new work while the gateway drains, catches anything that escapes the layers below, and
+writes one access event when the response is done. It wraps a resource rather than
+subclassing C{Site}, so tests through StubTreq exercise it too.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import implementer
+
+from opencue_gw.context import IRequestContext, RequestContext
+from opencue_gw.errors import GatewayError
+from opencue_gw.logs import GATEWAY_OBSERVER
+from opencue_gw.respond import finish_error
+
+__all__ = ["Edge", "InFlight"]
+
+# Accept a caller's id only if it is short and harmless to echo and log.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class InFlight:
+    """
+    Counts requests being served and lets shutdown wait for them.
+
+    While draining, the edge refuses new requests, so the count can only fall.
+    """
+
+    log = Logger(observer=GATEWAY_OBSERVER)
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.draining = False
+        self._idle: list[Deferred[bool]] = []
+
+    def enter(self) -> None:
+        """A request started."""
+        self.count += 1
+
+    def leave(self) -> None:
+        """A request finished (or its client went away)."""
+        self.count -= 1
+        if self.count == 0:
+            waiting, self._idle = self._idle, []
+            for d in waiting:
+                d.callback(True)
+
+    def drain(self, grace: float, clock: IReactorTime) -> Deferred[bool]:
+        """
+        Stop admitting requests and wait for the ones in flight.
+
+        Fires C{True} once none are left, or C{False} when C{grace} seconds pass first
+        (the stragglers are then cut off by the reactor's shutdown).
+        """
+        self.draining = True
+        if self.count == 0:
+            return succeed(True)
+        d: Deferred[bool] = Deferred()
+        self._idle.append(d)
+        timer: IDelayedCall = clock.callLater(grace, self._give_up, d)
+
+        def cancel_timer(result: bool) -> bool:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return d.addCallback(cancel_timer)
+
+    def _give_up(self, d: Deferred[bool]) -> None:
+        if d in self._idle:
+            self._idle.remove(d)
+            self.log.warn(
+                "Grace period over with {count} requests still in flight", count=self.count
+            )
+            d.callback(False)
+
+
+@implementer(IResource)
+class Edge:
+    """Request id, in-flight accounting, drain gate and access log around C{wrapped}."""
+
+    isLeaf = True
+    log = Logger(observer=GATEWAY_OBSERVER)
+
+    def __init__(self, wrapped: IResource, clock: IReactorTime, in_flight: InFlight) -> None:
+        self._wrapped = wrapped
+        self._clock = clock
+        self._in_flight = in_flight
+
+    def getChildWithDefault(self, name: bytes, request: IRequest) -> IResource:
+        """A leaf: the wrapped resource routes on the whole path."""
+        return self
+
+    def putChild(self, path: bytes, child: IResource) -> None:
+        """Routes live below the guard, not here."""
+        raise ValueError("Edge does not take children")
+
+    def render(self, request: Request) -> Any:  # type: ignore[override]
+        """Admit, label and account for the request, then hand it inwards."""
+        ctx = RequestContext(request_id=_request_id(request), started=self._clock.seconds())
+        request.setComponent(IRequestContext, ctx)  # type: ignore[attr-defined]
+        request.setHeader(b"x-request-id", ctx.request_id.encode("ascii"))
+        self._in_flight.enter()
+        request.notifyFinish().addBoth(self._finished, request, ctx)
+        if self._in_flight.draining:
+            request.setHeader(b"connection", b"close")
+            channel = getattr(request, "channel", None)
+            if channel is not None:
+                # Twisted decides persistence from the request; close after this answer.
+                channel.persistent = False
+            finish_error(request, GatewayError(14, "the gateway is shutting down"))
+            return NOT_DONE_YET
+        try:
+            return self._wrapped.render(request)
+        except Exception:
+            self.log.failure("Unexpected failure rendering {path}", path=request.path)
+            finish_error(request, GatewayError(13, "internal gateway error"))
+            return NOT_DONE_YET
+
+    def _finished(self, result: Failure | None, request: Request, ctx: RequestContext) -> None:
+        self._in_flight.leave()
+        identity = ctx.identity
+        self.log.info(
+            "{method} {path} {status} {bytes}B {duration:.4f}s",
+            method=request.method.decode("latin-1"),
+            path=request.path.decode("latin-1", "replace"),
+            status=request.code if result is None else 499,
+            bytes=getattr(request, "sentLength", 0),
+            duration=self._clock.seconds() - ctx.started,
+            request_id=ctx.request_id,
+            sub=identity.sub if identity else None,
+            role=identity.role if identity else None,
+            rpc=ctx.rpc,
+            grpc_code=ctx.grpc_code,
+            client=getattr(request.getClientAddress(), "host", None),
+            disconnected=result is not None,
+        )
+
+
+def _request_id(request: IRequest) -> str:
+    offered = request.getHeader(b"x-request-id")
+    if offered:
+        text = offered.decode("latin-1")
+        if _REQUEST_ID.match(text):
+            return text
+    return uuid.uuid4().hex

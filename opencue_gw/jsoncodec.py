@@ -1,0 +1,1032 @@
+"""JSON <-> protobuf codec that reproduces grpc-gateway v2's default marshaler.
+
+The Go gateway this project replaces runs ``runtime.NewServeMux()`` with no options, so every
+response is written by Go protojson with ``MarshalOptions{EmitUnpopulated: true}`` and every
+request is read with ``UnmarshalOptions{DiscardUnknown: true}``. Existing clients (CueWeb and
+others) depend on that exact shape, and Python's ``json_format`` differs from it in several ways
+(unset messages are omitted rather than ``null``, float32 values are printed at double precision,
+and the number formatting is different). This module therefore walks the message descriptors
+itself.
+
+This is the reference implementation: one plan per message type, built from the descriptor the
+first time the type is seen and then cached. Generated per-type codecs must produce the same
+results.
+
+Public API:
+
+* :func:`encode_message` turns a message into compact UTF-8 JSON bytes.
+* :func:`decode_message` turns a request body into a message, or raises
+  :class:`RequestDecodeError` with a message for the client that names the field path or the
+  position of the problem.
+* :func:`encode_status` writes the ``google.rpc.Status`` body that grpc-gateway sends for errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import operator
+import re
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from fractions import Fraction
+from typing import Any, Final, TypeVar
+
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+__all__ = ["RequestDecodeError", "decode_message", "encode_message", "encode_status"]
+
+_M = TypeVar("_M", bound=Message)
+
+# Well-known types have special JSON forms in protojson (e.g. Timestamp is an RFC 3339 string).
+# No OpenCue message uses them. This codec refuses them rather than emit the wrong shape
+# quietly; google.protobuf.Empty is not listed because the generic path already gives its
+# protojson form, "{}".
+_SPECIAL_WKT: Final = frozenset(
+    "google.protobuf." + n
+    for n in (
+        "Any", "Timestamp", "Duration", "FieldMask", "Struct", "Value", "ListValue",
+        "BoolValue", "BytesValue", "DoubleValue", "FloatValue", "Int32Value", "Int64Value",
+        "StringValue", "UInt32Value", "UInt64Value",
+    )
+)  # fmt: skip
+
+_T = FieldDescriptor
+_INT32_TYPES: Final = frozenset({_T.TYPE_INT32, _T.TYPE_SINT32, _T.TYPE_SFIXED32})
+_INT64_TYPES: Final = frozenset({_T.TYPE_INT64, _T.TYPE_SINT64, _T.TYPE_SFIXED64})
+_UINT32_TYPES: Final = frozenset({_T.TYPE_UINT32, _T.TYPE_FIXED32})
+_UINT64_TYPES: Final = frozenset({_T.TYPE_UINT64, _T.TYPE_FIXED64})
+_MESSAGE_TYPES: Final = frozenset({_T.TYPE_MESSAGE, _T.TYPE_GROUP})
+
+
+def _check_descriptor(desc: Descriptor) -> None:
+    """Reject well-known types, whose protojson form this generic codec does not produce."""
+    if desc.full_name in _SPECIAL_WKT:
+        raise TypeError(
+            f"{desc.full_name} has a special JSON mapping that jsoncodec does not implement"
+        )
+
+
+def _is_map(fd: FieldDescriptor) -> bool:
+    """Tell whether a field is a map; a map is a repeated field of a generated *Entry type."""
+    mt = fd.message_type
+    return mt is not None and fd.is_repeated and mt.GetOptions().map_entry
+
+
+# ---------------------------------------------------------------------------------------------
+# Float formatting, as Go's protojson does it (internal/encoding/json/encode.go appendFloat):
+# strconv.AppendFloat(n, 'f' or 'e', -1, bitSize) gives the shortest decimal that parses back to
+# the same value at the field's own precision. 'e' is used when |n| < 1e-6 or |n| >= 1e21
+# (compared at that precision), and a two-digit negative exponent loses its leading zero
+# ("1e-07" becomes "1e-7").
+# ---------------------------------------------------------------------------------------------
+
+_F32: Final = struct.Struct("<f")
+_U32: Final = struct.Struct("<I")
+
+
+def _round_f32(x: float) -> float:
+    """Round a double to the nearest float32 the way a C cast does (overflow raises)."""
+    return float(_F32.unpack(_F32.pack(x))[0])
+
+
+# Go compares float32(abs) with the untyped constants 1e-6 and 1e21, so it rounds them to float32.
+_F32_E_LOW: Final = _round_f32(1e-6)
+_F32_E_HIGH: Final = _round_f32(1e21)
+
+
+def _shortest_digits(a: float, prec: int, emin: int) -> tuple[str, int]:
+    """Shortest decimal digits that round to ``a`` in a binary format with ``prec`` bits.
+
+    ``a`` is positive and finite and exactly representable in that format; ``emin`` is the
+    binary exponent of its smallest subnormal. The result is (digits, dp): value =
+    0.digits * 10**dp. It is computed exactly on integers, as Go's Ryu does: the interval of
+    decimals that round back to ``a`` (closed if its mantissa is even, as round-half-even
+    parsing allows), the coarsest power of ten with a multiple inside that interval, and of
+    those multiples the one nearest ``a`` (ties to even). Python has no float32 repr, and
+    trying '%.{p}g' and parsing back rounds twice (via double) and can be wrong at the
+    edges.
+    """
+    m, e = math.frexp(a)
+    mant = int(math.ldexp(m, prec))
+    exp2 = e - prec
+    if exp2 < emin:  # subnormal: use the fixed subnormal grid
+        mant = int(math.ldexp(a, -emin))
+        exp2 = emin
+    if mant == 1 << (prec - 1) and exp2 > emin:
+        # Lowest mantissa of a binade: the gap below is half the gap above.
+        lo, mid, hi, shift = 4 * mant - 1, 4 * mant, 4 * mant + 2, exp2 - 2
+    else:
+        lo, mid, hi, shift = 2 * mant - 1, 2 * mant, 2 * mant + 1, exp2 - 1
+    inclusive = mant % 2 == 0
+    den = 1
+    if shift >= 0:
+        lo, mid, hi = lo << shift, mid << shift, hi << shift
+    else:
+        den = 1 << -shift
+    # Start one decade above a (log10 may be off by one near powers of ten) and step down
+    # until some multiple of 10**k lies within the interval.
+    k = math.floor(math.log10(a)) + 2
+    while True:
+        if k >= 0:
+            num_scale, den_scale = 1, den * 10**k
+        else:
+            num_scale, den_scale = 10**-k, den
+        n_lo, r_lo = divmod(lo * num_scale, den_scale)
+        if r_lo or not inclusive:
+            n_lo += 1
+        n_hi, r_hi = divmod(hi * num_scale, den_scale)
+        if r_hi == 0 and not inclusive:
+            n_hi -= 1
+        if n_lo <= n_hi:
+            break
+        k -= 1
+    q, r = divmod(mid * num_scale, den_scale)
+    if 2 * r > den_scale or (2 * r == den_scale and q & 1):
+        q += 1
+    q = min(max(q, n_lo), n_hi)
+    s = str(q)
+    return s.rstrip("0"), len(s) + k
+
+
+def _repr_digits(a: float) -> tuple[str, int]:
+    """Shortest digits of a positive double, taken from repr (which is shortest round-trip)."""
+    mant, _, exp = repr(a).partition("e")
+    ip, _, fp = mant.partition(".")
+    all_digits = ip + fp
+    digits = all_digits.lstrip("0")
+    dp = len(ip) + (int(exp) if exp else 0) - (len(all_digits) - len(digits))
+    return digits.rstrip("0"), dp
+
+
+def _layout(digits: str, dp: int, use_e: bool) -> str:
+    """Lay out 0.digits * 10**dp as Go's strconv 'f'/'e' formats do, plus protojson's e-0N fix."""
+    n = len(digits)
+    if use_e:
+        exp = dp - 1
+        head = digits[0] + ("." + digits[1:] if n > 1 else "")
+        if -10 < exp < 0:
+            return f"{head}e-{-exp}"
+        return f"{head}e{exp:+03d}"
+    if dp <= 0:
+        return "0." + "0" * -dp + digits
+    if dp >= n:
+        return digits + "0" * (dp - n)
+    return digits[:dp] + "." + digits[dp:]
+
+
+def _format_float(v: float, bits: int) -> str:
+    """Format a float or double field value as Go protojson does (see section comment)."""
+    if v != v:
+        return '"NaN"'
+    if v == math.inf:
+        return '"Infinity"'
+    if v == -math.inf:
+        return '"-Infinity"'
+    if v == 0:
+        return "-0" if math.copysign(1.0, v) < 0 else "0"
+    a = abs(v)
+    if bits == 32:
+        if a < 16777216.0 and a.is_integer():  # below 2**24 every integer is exact and shortest
+            return str(int(v))
+        digits, dp = _shortest_digits(a, 24, -149)
+        use_e = a < _F32_E_LOW or a >= _F32_E_HIGH
+    else:
+        if a < 9007199254740992.0 and a.is_integer():  # below 2**53, likewise
+            return str(int(v))
+        digits, dp = _repr_digits(a)
+        use_e = a < 1e-6 or a >= 1e21
+    s = _layout(digits, dp, use_e)
+    return "-" + s if v < 0 else s
+
+
+_FLOAT32_CACHE: dict[float, str] = {}
+_FLOAT32_CACHE_MAX: Final = 8192
+
+
+def _format_float32(v: float) -> str:
+    """Format a float32 field value; memoised because responses repeat the same few values."""
+    if v == 0 or v != v:  # -0.0 == 0.0 and NaN != NaN would confuse the cache
+        return _format_float(v, 32)
+    s = _FLOAT32_CACHE.get(v)
+    if s is None:
+        s = _format_float(v, 32)
+        if len(_FLOAT32_CACHE) >= _FLOAT32_CACHE_MAX:
+            _FLOAT32_CACHE.clear()
+        _FLOAT32_CACHE[v] = s
+    return s
+
+
+def _format_float64(v: float) -> str:
+    """Format a double field value as Go protojson does."""
+    return _format_float(v, 64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoder
+# ---------------------------------------------------------------------------------------------
+
+_Fmt = Callable[[Any], str]
+
+# encode_basestring (the C version when available) escapes exactly what protojson escapes:
+# '"', '\\' and control characters below 0x20, as \b \f \n \r \t or \u00xx (lowercase hex). It
+# leaves '<', '>', '&', DEL, U+2028/U+2029 and all other non-ASCII text raw, as protojson does.
+_format_string: Final[Callable[[str], str]] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_format_quoted: Final[Callable[[Any], str]] = '"{}"'.format  # int64 kinds are JSON strings
+_format_bool: Final[Callable[[bool], str]] = {True: "true", False: "false"}.__getitem__
+
+
+def _format_bytes(b: bytes) -> str:
+    """Bytes are standard base64 with padding, as Go's base64.StdEncoding writes them."""
+    return '"' + base64.b64encode(b).decode("ascii") + '"'
+
+
+class _EnumNames(dict[int, str]):
+    """Number -> quoted name; an unknown number of an open enum is written as the number."""
+
+    def __missing__(self, key: int) -> str:
+        return str(key)
+
+
+def _enum_formatter(enum: EnumDescriptor) -> _Fmt:
+    """Build the formatter for an enum type (first name wins for aliased numbers, like Go)."""
+    names = _EnumNames()
+    for value in enum.values:
+        names.setdefault(value.number, _format_string(value.name))
+    return names.__getitem__
+
+
+def _scalar_formatter(fd: FieldDescriptor) -> _Fmt:
+    """Pick the formatter for one value of a non-message field type."""
+    t = fd.type
+    if t == _T.TYPE_STRING:
+        return _format_string
+    if t in _INT32_TYPES or t in _UINT32_TYPES:
+        return str
+    if t in _INT64_TYPES or t in _UINT64_TYPES:
+        return _format_quoted
+    if t == _T.TYPE_BOOL:
+        return _format_bool
+    if t == _T.TYPE_ENUM:
+        return _enum_formatter(fd.enum_type)
+    if t == _T.TYPE_FLOAT:
+        return _format_float32
+    if t == _T.TYPE_DOUBLE:
+        return _format_float64
+    if t == _T.TYPE_BYTES:
+        return _format_bytes
+    raise TypeError(f"unsupported field type {t} for {fd.full_name}")
+
+
+def _map_key_formatter(fd: FieldDescriptor) -> _Fmt:
+    """Map keys are always JSON strings: protojson writes MapKey.String() as the name."""
+    t = fd.type
+    if t == _T.TYPE_STRING:
+        return _format_string
+    if t == _T.TYPE_BOOL:
+        return {True: '"true"', False: '"false"'}.__getitem__
+    return _format_quoted
+
+
+def _value_formatter(fd: FieldDescriptor) -> _Fmt:
+    """Formatter for one element (or map value) of a field, descending into message types."""
+    if fd.type in _MESSAGE_TYPES:
+        return _encoder_for(fd.message_type).encode
+    return _scalar_formatter(fd)
+
+
+def _list_formatter(element: _Fmt) -> _Fmt:
+    """Repeated fields are arrays; an empty one is '[]'."""
+
+    def fmt(seq: Iterable[Any]) -> str:
+        return "[" + ",".join(map(element, seq)) + "]"
+
+    return fmt
+
+
+def _map_formatter(fd: FieldDescriptor) -> _Fmt:
+    """Map fields are objects with keys in protojson's GenericKeyOrder (sorted); empty is '{}'."""
+    entry = fd.message_type
+    key_fmt = _map_key_formatter(entry.fields_by_name["key"])
+    val_fmt = _value_formatter(entry.fields_by_name["value"])
+
+    def fmt(mapping: Any) -> str:
+        return (
+            "{" + ",".join([key_fmt(k) + ":" + val_fmt(mapping[k]) for k in sorted(mapping)]) + "}"
+        )
+
+    return fmt
+
+
+def _placeholder(_value: Any) -> str:
+    """Stand-in for fields whose text depends on presence; encode() overwrites it."""
+    return ""
+
+
+_call: Final = operator.call
+
+
+class _MessageEncoder:
+    """The cached encoding plan for one message type.
+
+    All field values are fetched at once with an attrgetter, formatted by C-level callables
+    where possible (``map(operator.call, ...)``), and dropped into a ``%`` template that
+    holds the keys in declaration order (protojson's order.IndexOrder). Singular message
+    fields depend on presence: set gives an object, unset gives null (EmitUnpopulated).
+    Oneof members, including proto3 ``optional`` fields, are written only when set; a
+    message that omits one is assembled from its pieces instead of the template.
+    """
+
+    __slots__ = ("_fmts", "_getter", "_messages", "_optional", "_pieces", "_template", "full_name")
+
+    def __init__(self, desc: Descriptor) -> None:
+        self.full_name = desc.full_name
+        self._template = "{}"
+        # (text before the value, text after it) per field; the template joins the same pieces
+        self._pieces: tuple[tuple[str, str], ...] = ()
+        self._fmts: tuple[_Fmt, ...] = ()
+        self._getter: Callable[[Message], Sequence[Any]] = _no_values
+        # (index, field name, encoder, text when unset: "null", or None to omit the field)
+        self._messages: tuple[tuple[int, str, _Fmt, str | None], ...] = ()
+        # (index, field name) of scalar oneof members, omitted when unset
+        self._optional: tuple[tuple[int, str], ...] = ()
+
+    def build(self, desc: Descriptor) -> None:
+        """Fill in the plan; separate from __init__ so recursive types find this in the cache."""
+        pieces: list[tuple[str, str]] = []
+        fmts: list[_Fmt] = []
+        messages: list[tuple[int, str, _Fmt, str | None]] = []
+        optional: list[tuple[int, str]] = []
+        for i, fd in enumerate(desc.fields):
+            key = _format_string(fd.json_name) + ":"
+            after = ""
+            in_oneof = fd.containing_oneof is not None
+            if _is_map(fd):
+                fmt = _map_formatter(fd)
+            elif fd.is_repeated:
+                fmt = _list_formatter(_value_formatter(fd))
+            elif fd.type in _MESSAGE_TYPES:
+                fmt = _placeholder
+                messages.append((i, fd.name, _value_formatter(fd), None if in_oneof else "null"))
+            elif fd.type in _INT64_TYPES or fd.type in _UINT64_TYPES:
+                # str() is several times faster than a quoting callable; the quotes go around it.
+                fmt, key, after = str, key + '"', '"'
+            else:
+                fmt = _scalar_formatter(fd)
+            if in_oneof and fd.type not in _MESSAGE_TYPES:
+                optional.append((i, fd.name))
+            pieces.append((key, after))
+            fmts.append(fmt)
+        names = [fd.name for fd in desc.fields]
+        if len(names) == 1:
+            only = names[0]
+            self._getter = lambda msg: (getattr(msg, only),)
+        elif names:
+            self._getter = operator.attrgetter(*names)
+        self._template = (
+            "{"
+            + ",".join(k.replace("%", "%%") + "%s" + a.replace("%", "%%") for k, a in pieces)
+            + "}"
+        )
+        self._pieces = tuple(pieces)
+        self._fmts = tuple(fmts)
+        self._messages = tuple(messages)
+        self._optional = tuple(optional)
+
+    def encode(self, msg: Message) -> str:
+        """Return the JSON object text for ``msg``."""
+        values = self._getter(msg)
+        parts: list[str | None] = list(map(_call, self._fmts, values))
+        omitted = False
+        if self._messages:
+            has = msg.HasField
+            for i, name, enc, unset in self._messages:
+                if has(name):
+                    parts[i] = enc(values[i])
+                else:
+                    parts[i] = unset
+                    omitted = omitted or unset is None
+        if self._optional:
+            has = msg.HasField
+            for i, name in self._optional:
+                if not has(name):
+                    parts[i] = None
+                    omitted = True
+        if omitted:
+            pieces = self._pieces
+            return (
+                "{"
+                + ",".join(
+                    [pieces[i][0] + p + pieces[i][1] for i, p in enumerate(parts) if p is not None]
+                )
+                + "}"
+            )
+        return self._template % tuple(parts)
+
+
+def _no_values(_msg: Message) -> Sequence[Any]:
+    """Field getter for a message type without fields."""
+    return ()
+
+
+_ENCODERS: dict[Descriptor, _MessageEncoder] = {}
+
+
+def _encoder_for(desc: Descriptor) -> _MessageEncoder:
+    """Return the cached encoding plan for a message type, building it on first use."""
+    enc = _ENCODERS.get(desc)
+    if enc is None:
+        _check_descriptor(desc)
+        enc = _MessageEncoder(desc)
+        _ENCODERS[desc] = enc  # registered before build() so self-references resolve
+        try:
+            enc.build(desc)
+        except BaseException:
+            del _ENCODERS[desc]
+            raise
+    return enc
+
+
+def encode_message(msg: Message) -> bytes:
+    """Encode ``msg`` as grpc-gateway v2's default marshaler would: compact UTF-8 JSON bytes.
+
+    That is Go protojson with EmitUnpopulated: json_name keys in declaration order, every
+    non-oneof field present (zero scalars, ``[]``, ``{}``, ``null`` for unset messages), enum
+    names, 64-bit integers as strings, floats in Go's shortest form at their own precision.
+    """
+    return _encoder_for(msg.DESCRIPTOR).encode(msg).encode("utf-8")
+
+
+def encode_status(code: int, message: str) -> bytes:
+    """Encode the google.rpc.Status body grpc-gateway writes for errors.
+
+    grpc-gateway marshals ``status.Proto()`` with the same EmitUnpopulated options, so it is
+    ``{"code":N,"message":"...","details":[]}``. Cuebot sends no status details. Text that is
+    not valid Unicode is replaced rather than failing, because this body is the last
+    resort for reporting an error.
+    """
+    body = f'{{"code":{int(code)},"message":{_format_string(message)},"details":[]}}'
+    return body.encode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoder
+# ---------------------------------------------------------------------------------------------
+
+
+class RequestDecodeError(ValueError):
+    """The request body is not valid JSON for the request type; str(e) is safe to show clients."""
+
+
+class _Num(str):
+    """The raw text of a JSON number, kept so each field type can convert it exactly."""
+
+    __slots__ = ()
+
+
+class _Obj(list[tuple[str, Any]]):
+    """A JSON object as its (key, value) pairs, so duplicate keys stay visible."""
+
+    __slots__ = ()
+
+
+class _BadLiteral(Exception):
+    """json would accept NaN/Infinity literals; JSON (and Go) does not."""
+
+
+def _reject_constant(name: str) -> Any:
+    """parse_constant hook: NaN, Infinity and -Infinity are not JSON."""
+    raise _BadLiteral(name)
+
+
+_JSON_DECODER: Final = json.JSONDecoder(
+    object_pairs_hook=_Obj, parse_float=_Num, parse_int=_Num, parse_constant=_reject_constant
+)
+_JSON_WS: Final = " \t\n\r"
+_SKIP: Final = object()  # a value protojson drops (unknown enum name with DiscardUnknown)
+
+_NUMBER_RE: Final = re.compile(r"(-)?(0|[1-9][0-9]*)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?")
+_PLAIN_INT_RE: Final = re.compile(r"-?(?:0|[1-9][0-9]{0,24})")
+_MAP_INT_KEY_RE: Final = re.compile(r"[+-]?[0-9]+")
+_BAD_LITERAL_RE: Final = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)', re.DOTALL)
+
+
+def _describe(value: Any) -> str:
+    """Render a decoded JSON value briefly for an error message."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is _Num:
+        text = str(value)
+    elif isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+    elif type(value) is _Obj:
+        return "an object"
+    else:
+        return "an array"
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
+def _invalid(path: str, expected: str, value: Any, reason: str = "") -> RequestDecodeError:
+    """Build the error for a field value of the wrong type or range."""
+    tail = f" ({reason})" if reason else ""
+    return RequestDecodeError(
+        f'invalid value for field "{path}": expected {expected}, got {_describe(value)}{tail}'
+    )
+
+
+def _normalize_int(text: str) -> int | None:
+    """Integer value of JSON number text, as protojson's normalizeToIntString decides it.
+
+    protojson accepts any number that is mathematically an integer ("1.0", "1e3", "100e-2")
+    and at most 20 digits long once the exponent is applied; None means it is not one.
+    """
+    m = _NUMBER_RE.fullmatch(text)
+    if m is None:
+        return None
+    neg, intp, frac, exp = m.groups()
+    if intp == "0":
+        intp = ""
+    frac = (frac or "").rstrip("0")
+    if not intp and not frac:
+        return 0
+    e = 0
+    if exp is not None:
+        if len(exp.lstrip("+-").lstrip("0")) > 10:
+            return None
+        e = int(exp)
+        if not -(2**31) <= e < 2**31:
+            return None
+    if e >= 0:
+        if len(frac) > e or len(intp) + e > 20:
+            return None
+        digits = intp + frac + "0" * (e - len(frac))
+    else:
+        if frac:
+            return None
+        index = len(intp) + e
+        if index < 0 or intp[index:].strip("0"):
+            return None
+        digits = intp[:index]
+    n = int(digits)
+    return -n if neg else n
+
+
+def _int_converter(bits: int, signed: bool) -> Callable[[Any, str], Any]:
+    """Converter for an integer field: a JSON number, or a string holding one."""
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    expected = f"a {bits}-bit integer" if signed else f"an unsigned {bits}-bit integer"
+
+    def conv(value: Any, path: str) -> Any:
+        if type(value) is _Num:
+            text = str(value)
+        elif type(value) is str:
+            text = value  # quoted: must be exactly a JSON number, no surrounding space
+        else:
+            raise _invalid(path, expected, value)
+        n = int(text) if _PLAIN_INT_RE.fullmatch(text) else _normalize_int(text)
+        if n is None:
+            reason = "not an integer" if _NUMBER_RE.fullmatch(text) else ""
+            raise _invalid(path, expected, value, reason)
+        if not lo <= n <= hi:
+            raise _invalid(path, expected, value, "out of range")
+        return n
+
+    return conv
+
+
+_F32_MAX: Final = 3.4028234663852886e38
+_F32_OVERFLOW_MID: Final = 2.0**128 - 2.0**103  # halfway between _F32_MAX and 2**128
+
+
+def _f32_neighbour(f: float, up: bool) -> float:
+    """The adjacent float32 of a non-negative float32 ``f``, with inf just above the maximum."""
+    if up and f == _F32_MAX:
+        return math.inf
+    if not up and f == math.inf:
+        return _F32_MAX
+    bits = _U32.unpack(_F32.pack(f))[0] + (1 if up else -1)
+    return float(_F32.unpack(_U32.pack(bits))[0])
+
+
+def _parse_float32(text: str) -> float | None:
+    """Round decimal text to float32 exactly, as Go's strconv.ParseFloat(s, 32) does.
+
+    float() rounds to double first; rounding that double to float32 again is wrong only
+    when the double lands exactly on a float32 midpoint, which is settled here with exact
+    arithmetic. Returns None on overflow (Go: ErrRange).
+    """
+    d = float(text)
+    if math.isinf(d):
+        return None
+    a = abs(d)
+    try:
+        f = _round_f32(a)
+    except OverflowError:
+        f = math.inf
+    if f != a:
+        lo, hi = (_f32_neighbour(f, False), f) if f > a else (f, _f32_neighbour(f, True))
+        mid = _F32_OVERFLOW_MID if hi == math.inf else (lo + hi) / 2
+        if a == mid:  # the only case where double rounding can mislead
+            exact = abs(Fraction(text))
+            if exact > Fraction(mid):
+                f = hi
+            elif exact < Fraction(mid):
+                f = lo
+            # equal: ties-to-even, which the C cast already chose
+    if f == math.inf:
+        return None
+    return -f if math.copysign(1.0, d) < 0 else f
+
+
+def _float_converter(bits: int) -> Callable[[Any, str], Any]:
+    """Converter for float/double fields: a number, a numeric string, or NaN/Infinity strings."""
+    expected = "a number"
+
+    def conv(value: Any, path: str) -> Any:
+        if type(value) is _Num:
+            text = str(value)
+        elif type(value) is str:
+            if value == "NaN":
+                return math.nan
+            if value == "Infinity":
+                return math.inf
+            if value == "-Infinity":
+                return -math.inf
+            if not _NUMBER_RE.fullmatch(value):
+                raise _invalid(path, expected, value)
+            text = value
+        else:
+            raise _invalid(path, expected, value)
+        if bits == 32:
+            f = _parse_float32(text)
+            if f is None:
+                raise _invalid(path, expected, value, "out of range for float")
+            return f
+        d = float(text)
+        if math.isinf(d):
+            raise _invalid(path, expected, value, "out of range for double")
+        return d
+
+    return conv
+
+
+def _conv_bool(value: Any, path: str) -> Any:
+    """Booleans must be JSON true/false; protojson does not accept strings here."""
+    if value is True or value is False:
+        return value
+    raise _invalid(path, "a boolean", value)
+
+
+def _conv_string(value: Any, path: str) -> Any:
+    """Strings must be JSON strings and valid Unicode (no lone surrogate escapes)."""
+    if type(value) is not str:
+        raise _invalid(path, "a string", value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _invalid(path, "a string", value, "invalid UTF-8: unpaired surrogate") from None
+    return value
+
+
+_B64_STD_RE: Final = re.compile(r"[A-Za-z0-9+/]*")
+_B64_URL_RE: Final = re.compile(r"[A-Za-z0-9\-_]*")
+
+
+def _conv_bytes(value: Any, path: str) -> Any:
+    """Bytes are base64, as protojson's unmarshalBytes reads them.
+
+    The URL alphabet is used if the text holds '-' or '_'; padding is required when the
+    length is a multiple of 4 and forbidden otherwise; line breaks are skipped.
+    """
+    if type(value) is not str:
+        raise _invalid(path, "a base64 string", value)
+    url = "-" in value or "_" in value
+    s = value.replace("\r", "").replace("\n", "")
+    if len(value) % 4 == 0:
+        body = s.rstrip("=")
+        ok = len(s) % 4 == 0 and len(s) - len(body) <= 2
+    else:
+        body = s
+        ok = True
+    alphabet = _B64_URL_RE if url else _B64_STD_RE
+    if not ok or not alphabet.fullmatch(body) or len(body) % 4 == 1:
+        raise _invalid(path, "a base64 string", value)
+    try:
+        return base64.b64decode(body + "=" * (-len(body) % 4), b"-_" if url else None)
+    except (binascii.Error, ValueError):
+        raise _invalid(path, "a base64 string", value) from None
+
+
+def _enum_converter(enum: EnumDescriptor, discard_unknown: bool) -> Callable[[Any, str], Any]:
+    """Enums by name or by int32 number; an unknown name is dropped when discarding unknowns."""
+    by_name = {v.name: v.number for v in enum.values}
+    expected = f"a {enum.full_name} name or number"
+
+    def conv(value: Any, path: str) -> Any:
+        if type(value) is str:
+            number = by_name.get(value)
+            if number is not None:
+                return number
+            if discard_unknown:
+                return _SKIP
+            raise _invalid(path, expected, value, "unknown enum value")
+        if type(value) is _Num:
+            n = _normalize_int(str(value))
+            if n is None:
+                raise _invalid(path, expected, value, "not an integer")
+            if not -(2**31) <= n < 2**31:
+                raise _invalid(path, expected, value, "out of range")
+            return n
+        raise _invalid(path, expected, value)
+
+    return conv
+
+
+def _scalar_converter(fd: FieldDescriptor, discard_unknown: bool) -> Callable[[Any, str], Any]:
+    """Pick the converter for one value of a non-message field."""
+    t = fd.type
+    if t == _T.TYPE_STRING:
+        return _conv_string
+    if t == _T.TYPE_BOOL:
+        return _conv_bool
+    if t in _INT32_TYPES:
+        return _int_converter(32, True)
+    if t in _INT64_TYPES:
+        return _int_converter(64, True)
+    if t in _UINT32_TYPES:
+        return _int_converter(32, False)
+    if t in _UINT64_TYPES:
+        return _int_converter(64, False)
+    if t == _T.TYPE_FLOAT:
+        return _float_converter(32)
+    if t == _T.TYPE_DOUBLE:
+        return _float_converter(64)
+    if t == _T.TYPE_ENUM:
+        return _enum_converter(fd.enum_type, discard_unknown)
+    if t == _T.TYPE_BYTES:
+        return _conv_bytes
+    raise TypeError(f"unsupported field type {t} for {fd.full_name}")
+
+
+def _map_key_converter(fd: FieldDescriptor) -> Callable[[str, str], Any]:
+    """Map keys arrive as object names; protojson parses them with strconv (base 10)."""
+    t = fd.type
+    if t == _T.TYPE_STRING:
+        return _conv_string
+    if t == _T.TYPE_BOOL:
+
+        def conv_bool(key: str, path: str) -> Any:
+            if key == "true":
+                return True
+            if key == "false":
+                return False
+            raise RequestDecodeError(f'invalid map key for field "{path}": expected true or false')
+
+        return conv_bool
+    signed = t in _INT32_TYPES or t in _INT64_TYPES
+    bits = 32 if (t in _INT32_TYPES or t in _UINT32_TYPES) else 64
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+
+    def conv_int(key: str, path: str) -> Any:
+        # strconv.ParseInt takes a sign; ParseUint takes none, not even '+'.
+        if _MAP_INT_KEY_RE.fullmatch(key) and (signed or key[0] not in "+-") and len(key) < 40:
+            n = int(key)
+            if lo <= n <= hi:
+                return n
+        raise RequestDecodeError(
+            f'invalid map key for field "{path}": expected a {bits}-bit integer'
+        )
+
+    return conv_int
+
+
+_SINGULAR, _REPEATED, _MESSAGE, _REPEATED_MESSAGE, _MAP = range(5)
+
+
+class _FieldDecoder:
+    """How to read one field: its kind, converter or message type, and oneof membership."""
+
+    __slots__ = ("conv", "key_conv", "kind", "message_type", "name", "number", "oneof",
+                 "value_is_message")  # fmt: skip
+
+    def __init__(self, fd: FieldDescriptor, discard_unknown: bool) -> None:
+        self.name: str = fd.name
+        self.number: int = fd.number
+        oneof = fd.containing_oneof
+        self.oneof: str | None = oneof.full_name if oneof is not None else None
+        self.conv: Callable[[Any, str], Any] | None = None
+        self.key_conv: Callable[[str, str], Any] | None = None
+        self.message_type: Descriptor | None = None
+        self.value_is_message = False
+        if _is_map(fd):
+            self.kind = _MAP
+            key_fd = fd.message_type.fields_by_name["key"]
+            value_fd = fd.message_type.fields_by_name["value"]
+            self.key_conv = _map_key_converter(key_fd)
+            if value_fd.type in _MESSAGE_TYPES:
+                self.value_is_message = True
+                self.message_type = value_fd.message_type
+                _check_descriptor(value_fd.message_type)
+            else:
+                self.conv = _scalar_converter(value_fd, discard_unknown)
+        elif fd.type in _MESSAGE_TYPES:
+            self.kind = _REPEATED_MESSAGE if fd.is_repeated else _MESSAGE
+            self.message_type = fd.message_type
+            _check_descriptor(fd.message_type)
+        else:
+            self.kind = _REPEATED if fd.is_repeated else _SINGULAR
+            self.conv = _scalar_converter(fd, discard_unknown)
+
+
+_DECODERS: dict[tuple[Descriptor, bool], dict[str, _FieldDecoder]] = {}
+
+
+def _decoder_for(desc: Descriptor, discard_unknown: bool) -> dict[str, _FieldDecoder]:
+    """Return the cached key -> field table for a message type.
+
+    protojson looks a key up by JSON name first, then by proto field name, so both map to
+    the field and JSON names win a clash.
+    """
+    table = _DECODERS.get((desc, discard_unknown))
+    if table is None:
+        _check_descriptor(desc)
+        table = {}
+        fields = [(fd, _FieldDecoder(fd, discard_unknown)) for fd in desc.fields]
+        for fd, dec in fields:
+            table[fd.name] = dec
+        for fd, dec in fields:
+            table[fd.json_name] = dec
+        _DECODERS[(desc, discard_unknown)] = table
+    return table
+
+
+def _decode_object(obj: _Obj, msg: Message, discard_unknown: bool, path: str) -> None:
+    """Fill ``msg`` from a JSON object, following protojson's unmarshalMessage rules."""
+    table = _decoder_for(msg.DESCRIPTOR, discard_unknown)
+    seen: set[int] = set()
+    seen_oneofs: set[str] = set()
+    for key, value in obj:
+        fpath = f"{path}.{key}" if path else key
+        f = table.get(key)
+        if f is None:
+            if discard_unknown:
+                continue
+            raise RequestDecodeError(f'unknown field "{fpath}"')
+        if f.number in seen:
+            raise RequestDecodeError(f'duplicate field "{fpath}"')
+        seen.add(f.number)
+        if value is None:  # null means "not set", for every field kind
+            continue
+        kind = f.kind
+        try:
+            if kind == _SINGULAR:
+                if f.oneof is not None:
+                    _claim_oneof(f.oneof, seen_oneofs, fpath)
+                assert f.conv is not None
+                converted = f.conv(value, fpath)
+                if converted is not _SKIP:
+                    setattr(msg, f.name, converted)
+            elif kind == _MESSAGE:
+                if f.oneof is not None:
+                    _claim_oneof(f.oneof, seen_oneofs, fpath)
+                if type(value) is not _Obj:
+                    raise _invalid(fpath, "an object", value)
+                sub = getattr(msg, f.name)
+                _decode_object(value, sub, discard_unknown, fpath)
+                sub.SetInParent()
+            elif kind == _REPEATED:
+                if type(value) is not list:
+                    raise _invalid(fpath, "an array", value)
+                assert f.conv is not None
+                conv = f.conv
+                items = [conv(item, f"{fpath}[{i}]") for i, item in enumerate(value)]
+                getattr(msg, f.name).extend([x for x in items if x is not _SKIP])
+            elif kind == _REPEATED_MESSAGE:
+                if type(value) is not list:
+                    raise _invalid(fpath, "an array", value)
+                container = getattr(msg, f.name)
+                for i, item in enumerate(value):
+                    if type(item) is not _Obj:
+                        raise _invalid(f"{fpath}[{i}]", "an object", item)
+                    _decode_object(item, container.add(), discard_unknown, f"{fpath}[{i}]")
+            else:
+                _decode_map(f, value, getattr(msg, f.name), discard_unknown, fpath)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, RequestDecodeError):
+                raise
+            # The protobuf runtime refused a value the checks above let through.
+            raise RequestDecodeError(f'invalid value for field "{fpath}": {exc}') from None
+
+
+def _claim_oneof(oneof: str, seen_oneofs: set[str], fpath: str) -> None:
+    """protojson rejects two non-null members of one oneof in the same object."""
+    if oneof in seen_oneofs:
+        raise RequestDecodeError(f'invalid value for field "{fpath}": oneof {oneof} is already set')
+    seen_oneofs.add(oneof)
+
+
+def _decode_map(
+    f: _FieldDecoder, value: Any, container: Any, discard_unknown: bool, fpath: str
+) -> None:
+    """Fill a map field from a JSON object; duplicate keys (after parsing) are errors."""
+    if type(value) is not _Obj:
+        raise _invalid(fpath, "an object", value)
+    assert f.key_conv is not None
+    for raw_key, item in value:
+        kpath = f"{fpath}[{json.dumps(raw_key, ensure_ascii=False)}]"
+        key = f.key_conv(raw_key, kpath)
+        if key in container:
+            raise RequestDecodeError(f'duplicate map key in field "{kpath}"')
+        if f.value_is_message:
+            if type(item) is not _Obj:
+                raise _invalid(kpath, "an object", item)
+            _decode_object(item, container[key], discard_unknown, kpath)
+        else:
+            assert f.conv is not None
+            converted = f.conv(item, kpath)
+            if converted is not _SKIP:
+                container[key] = converted
+
+
+def _json_kind(value: Any) -> str:
+    """Name a top-level JSON value's type for the non-object error."""
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "a boolean"
+    if type(value) is _Num:
+        return "a number"
+    if type(value) is str:
+        return "a string"
+    return "an array"
+
+
+def _parse_json(text: str) -> Any:
+    """Parse the first JSON value in ``text`` (which holds more than whitespace).
+
+    grpc-gateway reads the body with encoding/json's Decoder, which stops after the first
+    value, so trailing bytes after it are ignored, as they are here.
+    """
+    start = len(text) - len(text.lstrip(_JSON_WS))
+    try:
+        value, _end = _JSON_DECODER.raw_decode(text, start)
+    except json.JSONDecodeError as exc:
+        raise RequestDecodeError(
+            f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    except _BadLiteral as exc:
+        for m in _BAD_LITERAL_RE.finditer(text, start):
+            if m.group(1):
+                line = text.count("\n", 0, m.start()) + 1
+                col = m.start() - text.rfind("\n", 0, m.start())
+                raise RequestDecodeError(
+                    f"malformed JSON at line {line} column {col}: invalid literal {m.group(1)}"
+                ) from None
+        raise RequestDecodeError(f"malformed JSON: invalid literal {exc}") from None
+    except RecursionError:
+        raise RequestDecodeError("malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # defensive: a parse hook or number conversion failed
+        raise RequestDecodeError(f"malformed JSON: {exc}") from None
+    return value
+
+
+def decode_message(
+    body: bytes | bytearray | memoryview | str, cls: type[_M], discard_unknown: bool = True
+) -> _M:
+    """Decode a request body into a new ``cls`` message, as grpc-gateway's JSONPb does.
+
+    An empty or all-whitespace body is an empty request (grpc-gateway ignores io.EOF). Keys
+    may be JSON names or proto names; ``null`` leaves a field unset; unknown fields (and
+    unknown enum names) are dropped unless ``discard_unknown`` is False. Every problem
+    raises :class:`RequestDecodeError` whose text names the field path or the position.
+    """
+    if isinstance(body, str):
+        text = body
+    else:
+        raw = bytes(body)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RequestDecodeError(
+                f"malformed JSON: invalid UTF-8 at byte offset {exc.start}"
+            ) from None
+    msg = cls()
+    if not text.strip(_JSON_WS):
+        return msg
+    value = _parse_json(text)
+    if type(value) is not _Obj:
+        raise RequestDecodeError(
+            f"invalid request body: expected a JSON object, got {_json_kind(value)}"
+        )
+    try:
+        _decode_object(value, msg, discard_unknown, "")
+    except RecursionError:
+        raise RequestDecodeError("invalid request body: nested too deeply") from None
+    return msg

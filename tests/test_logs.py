@@ -1,0 +1,79 @@
+"""Tests for L{opencue_gw.logs}: LOG_LEVEL parsing and the gateway's filtering observer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from twisted.logger import LogEvent, Logger, LogLevel, globalLogPublisher
+
+from opencue_gw.logs import GATEWAY_OBSERVER, parse_log_level, set_log_level
+
+
+@pytest.mark.parametrize(
+    ("text", "level"),
+    [
+        ("debug", LogLevel.debug),
+        ("INFO", LogLevel.info),
+        ("Warn", LogLevel.warn),
+        ("warning", LogLevel.warn),
+        (" error ", LogLevel.error),
+        ("CRITICAL", LogLevel.critical),
+    ],
+)
+def test_parse_log_level(text: str, level: LogLevel) -> None:
+    """Level names are accepted case-insensitively and with surrounding spaces."""
+    assert parse_log_level(text) is level
+
+
+@pytest.mark.parametrize("text", ["loud", "", "fatal", "trace", "10"])
+def test_parse_log_level_rejects(text: str) -> None:
+    """An unknown level is refused with a message listing the accepted ones."""
+    with pytest.raises(ValueError) as info:
+        parse_log_level(text)
+    message = str(info.value)
+    for name in ("debug", "info", "warn", "error", "critical"):
+        assert name in message
+
+
+@pytest.fixture
+def published() -> Iterator[list[LogEvent]]:
+    """Events reaching the global publisher from the test's own namespace."""
+    seen: list[LogEvent] = []
+
+    def observer(event: LogEvent) -> None:
+        if event.get("log_namespace") == "tests.test_logs":
+            seen.append(event)
+
+    globalLogPublisher.addObserver(observer)
+    try:
+        yield seen
+    finally:
+        globalLogPublisher.removeObserver(observer)
+        set_log_level(LogLevel.info)
+
+
+def test_warn_threshold_filters_info(published: list[LogEvent]) -> None:
+    """At level warn an info event is dropped and a warn event reaches the global log."""
+    log = Logger(namespace="tests.test_logs", observer=GATEWAY_OBSERVER)
+    set_log_level(LogLevel.warn)
+    log.info("quiet {n}", n=1)
+    log.warn("loud {n}", n=2)
+    assert [(e["log_level"], e["n"]) for e in published] == [(LogLevel.warn, 2)]
+
+
+def test_default_info_threshold(published: list[LogEvent]) -> None:
+    """At the default info level, info passes and debug does not."""
+    log = Logger(namespace="tests.test_logs", observer=GATEWAY_OBSERVER)
+    set_log_level(LogLevel.info)
+    log.debug("hidden")
+    log.info("shown")
+    assert [e["log_format"] for e in published] == ["shown"]
+
+
+def test_debug_threshold_lets_debug_through(published: list[LogEvent]) -> None:
+    """Lowering the level to debug lets debug events through."""
+    log = Logger(namespace="tests.test_logs", observer=GATEWAY_OBSERVER)
+    set_log_level(LogLevel.debug)
+    log.debug("now visible")
+    assert [e["log_format"] for e in published] == ["now visible"]

@@ -1,0 +1,148 @@
+# -*- test-case-name: tests.test_process -*-
+"""
+The gateway as operators run it: C{twistd -n opencue-gateway ...} in its own process,
+answering over a real socket, and stopping cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gwtest import SECRET, token
+from upstreams import Script, ScriptedCuebot
+
+REPO = Path(__file__).resolve().parent.parent
+TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Gateway:
+    """A twistd-run gateway process and a way to call it."""
+
+    def __init__(self, args: list[str], env: dict[str, str], tmp: Path) -> None:
+        self.port = free_port()
+        self.log = tmp / "gateway.log"
+        self._out = self.log.open("wb")
+        command = [
+            *TWISTD,
+            "-n",
+            "--pidfile=",
+            "opencue-gateway",
+            "--port",
+            f"tcp:{self.port}:interface=127.0.0.1",
+            *args,
+        ]
+        self.proc = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("gateway exited: " + self.log.read_text())
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("gateway did not listen: " + self.log.read_text())
+
+    def call(self, path: str, body: Any = None, bearer: str | None = None) -> tuple[int, Any]:
+        """POST JSON and return (status, parsed body)."""
+        data = json.dumps(body if body is not None else {}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", data=data, method="POST"
+        )
+        if bearer is not None:
+            request.add_header("Authorization", f"Bearer {bearer}")
+        try:
+            with urllib.request.urlopen(request, timeout=15) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def stop(self) -> int:
+        """SIGTERM and wait; returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            self._out.close()
+
+
+@pytest.fixture
+def scripted_process(scripted: ScriptedCuebot, tmp_path: Path) -> Iterator[Gateway]:
+    """twistd running the gateway in front of the scripted Cuebot."""
+    gateway = Gateway(
+        ["--cuebot", scripted.address, "--grace-period", "10"],
+        {"JWT_SECRET": SECRET.decode(), "LOG_LEVEL": "info"},
+        tmp_path,
+    )
+    yield gateway
+    gateway.stop()
+
+
+def test_sigterm_lets_requests_in_flight_finish(
+    scripted: ScriptedCuebot, scripted_process: Gateway
+) -> None:
+    """SIGTERM during a 1.5 s call: the call still answers 200, then twistd exits 0."""
+    scripted.scripts["/show.ShowInterface/GetShows"] = Script(delay=1.5)
+    answers: list[tuple[int, Any]] = []
+    caller = threading.Thread(
+        target=lambda: answers.append(
+            scripted_process.call("/show.ShowInterface/GetShows", {}, token())
+        )
+    )
+    caller.start()
+    deadline = time.monotonic() + 5
+    while not scripted.seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert scripted.seen, "the call never reached Cuebot"
+    scripted_process.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", scripted_process.port), timeout=1).close()
+    caller.join(10)
+    assert answers == [(200, {"shows": None})]
+    assert scripted_process.stop() == 0
+    assert not scripted.seen[-1].cancelled.is_set()
+    log = scripted_process.log.read_text()
+    assert "waiting up to 10.0s for 1 requests in flight" in log
+    assert "Traceback" not in log
+
+
+def test_access_log_and_no_token_in_log(scripted_process: Gateway) -> None:
+    """The running daemon logs one access line per request and never the token."""
+    secret_token = token(sub="bob")
+    assert scripted_process.call("/show.ShowInterface/GetShows", {}, secret_token)[0] == 200
+    assert scripted_process.call("/show.ShowInterface/GetShows", {}, "nonsense")[0] == 401
+    assert scripted_process.stop() == 0
+    log = scripted_process.log.read_text()
+    assert "POST /show.ShowInterface/GetShows 200" in log
+    assert "POST /show.ShowInterface/GetShows 401" in log
+    assert secret_token.rsplit(".", 1)[1] not in log
+    assert secret_token not in log
