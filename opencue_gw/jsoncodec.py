@@ -30,7 +30,9 @@ import math
 import operator
 import re
 import struct
+import threading
 from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Final, TypeVar
 
@@ -432,21 +434,36 @@ def _no_values(_msg: Message) -> Sequence[Any]:
     return ()
 
 
-_ENCODERS: dict[Descriptor, _MessageEncoder] = {}
+_ENCODERS: dict[Descriptor, _MessageEncoder] = {}  # complete plans only
+_BUILDING: dict[Descriptor, _MessageEncoder] = {}  # plans under construction, under the lock
+_BUILD_LOCK: Final = threading.RLock()
 
 
 def _encoder_for(desc: Descriptor) -> _MessageEncoder:
-    """Return the cached encoding plan for a message type, building it on first use."""
+    """Return the cached encoding plan for a message type, building it on first use.
+
+    A plan is findable while it is being built (so recursive types can refer to
+    themselves), but only by the building thread: plans reach _ENCODERS together, once the
+    outermost build finishes, so another thread never uses a half-built plan.
+    """
     enc = _ENCODERS.get(desc)
-    if enc is None:
+    if enc is not None:
+        return enc
+    with _BUILD_LOCK:
+        enc = _ENCODERS.get(desc) or _BUILDING.get(desc)
+        if enc is not None:
+            return enc
+        outermost = not _BUILDING
         _check_descriptor(desc)
         enc = _MessageEncoder(desc)
-        _ENCODERS[desc] = enc  # registered before build() so self-references resolve
+        _BUILDING[desc] = enc
         try:
             enc.build(desc)
-        except BaseException:
-            del _ENCODERS[desc]
-            raise
+            if outermost:
+                _ENCODERS.update(_BUILDING)
+        finally:
+            if outermost:
+                _BUILDING.clear()
     return enc
 
 
@@ -578,6 +595,14 @@ def _normalize_int(text: str) -> int | None:
     return -n if neg else n
 
 
+def _why_not_int(text: str) -> str:
+    """Explain, for an error message, why number text was not accepted as an integer."""
+    if not _NUMBER_RE.fullmatch(text):
+        return ""
+    d = Decimal(text)
+    return "out of range" if d == d.to_integral_value() else "not an integer"
+
+
 def _int_converter(bits: int, signed: bool) -> Callable[[Any, str], Any]:
     """Converter for an integer field: a JSON number, or a string holding one."""
     lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
@@ -592,8 +617,7 @@ def _int_converter(bits: int, signed: bool) -> Callable[[Any, str], Any]:
             raise _invalid(path, expected, value)
         n = int(text) if _PLAIN_INT_RE.fullmatch(text) else _normalize_int(text)
         if n is None:
-            reason = "not an integer" if _NUMBER_RE.fullmatch(text) else ""
-            raise _invalid(path, expected, value, reason)
+            raise _invalid(path, expected, value, _why_not_int(text))
         if not lo <= n <= hi:
             raise _invalid(path, expected, value, "out of range")
         return n
@@ -740,7 +764,7 @@ def _enum_converter(enum: EnumDescriptor, discard_unknown: bool) -> Callable[[An
         if type(value) is _Num:
             n = _normalize_int(str(value))
             if n is None:
-                raise _invalid(path, expected, value, "not an integer")
+                raise _invalid(path, expected, value, _why_not_int(str(value)))
             if not -(2**31) <= n < 2**31:
                 raise _invalid(path, expected, value, "out of range")
             return n
@@ -813,8 +837,7 @@ _SINGULAR, _REPEATED, _MESSAGE, _REPEATED_MESSAGE, _MAP = range(5)
 class _FieldDecoder:
     """How to read one field: its kind, converter or message type, and oneof membership."""
 
-    __slots__ = ("conv", "key_conv", "kind", "message_type", "name", "number", "oneof",
-                 "value_is_message")  # fmt: skip
+    __slots__ = ("conv", "key_conv", "kind", "name", "number", "oneof", "value_is_message")
 
     def __init__(self, fd: FieldDescriptor, discard_unknown: bool) -> None:
         self.name: str = fd.name
@@ -823,7 +846,6 @@ class _FieldDecoder:
         self.oneof: str | None = oneof.full_name if oneof is not None else None
         self.conv: Callable[[Any, str], Any] | None = None
         self.key_conv: Callable[[str, str], Any] | None = None
-        self.message_type: Descriptor | None = None
         self.value_is_message = False
         if _is_map(fd):
             self.kind = _MAP
@@ -832,13 +854,11 @@ class _FieldDecoder:
             self.key_conv = _map_key_converter(key_fd)
             if value_fd.type in _MESSAGE_TYPES:
                 self.value_is_message = True
-                self.message_type = value_fd.message_type
                 _check_descriptor(value_fd.message_type)
             else:
                 self.conv = _scalar_converter(value_fd, discard_unknown)
         elif fd.type in _MESSAGE_TYPES:
             self.kind = _REPEATED_MESSAGE if fd.is_repeated else _MESSAGE
-            self.message_type = fd.message_type
             _check_descriptor(fd.message_type)
         else:
             self.kind = _REPEATED if fd.is_repeated else _SINGULAR
