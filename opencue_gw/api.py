@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from google.protobuf.message import Message
 from klein import Klein
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -28,11 +28,15 @@ from twisted.web.resource import IResource
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from zope.interface import implementer
 
+from opencue_gw.audit import AuditLog
 from opencue_gw.auth import Identity
+from opencue_gw.bodywriter import write_body
+from opencue_gw.coalesce import SharedReply
+from opencue_gw.codec import RequestDecodeError, decode_message, encode
 from opencue_gw.context import context_of
 from opencue_gw.errors import GatewayError
-from opencue_gw.jsoncodec import RequestDecodeError, decode_message, encode_message
 from opencue_gw.logs import GATEWAY_OBSERVER
+from opencue_gw.policy import Policy
 from opencue_gw.respond import error_bytes, set_json_headers
 from opencue_gw.rpcs import Rpc
 
@@ -99,7 +103,11 @@ class GatewayAPI:
         grpc_timeout: float | None = 30.0,
         strict_json: bool = False,
         codec_pool: ThreadPool | None = None,
+        policy: Policy | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
+        self._policy = policy
+        self._audit = audit
         self._upstream = upstream
         self._reactor = reactor
         self._grpc_timeout = grpc_timeout
@@ -107,6 +115,8 @@ class GatewayAPI:
         self._codec_pool = codec_pool
         self.rpcs = rpcs
         self.app = Klein()
+        # werkzeug would answer "//a//b" with a 308 redirect that has no Location here.
+        self.app.url_map.merge_slashes = False
         for rpc in rpcs.values():
             self.app.route(rpc.path, methods=["POST"], endpoint=rpc.path)(self._route_for(rpc))
         self.app.handle_errors(NotFound)(self._not_found)
@@ -142,13 +152,37 @@ class GatewayAPI:
             message = decode_message(body, rpc.request_class, discard_unknown=self._discard_unknown)
         except RequestDecodeError as error:
             raise GatewayError(3, str(error)) from None
+        return self.call(rpc, message, request).addCallback(self._respond, request)
+
+    def call(self, rpc: Rpc, message: Message, request: IRequest) -> Deferred[Any]:
+        """
+        Send C{message} to Cuebot on behalf of C{request}: its deadline, metadata and
+        context apply. Fires with the upstream reply (C{.message}, C{.headers}).
+
+        Other route tables (the resource-style routes) call RPCs through here so they
+        behave exactly like the RPC routes.
+        """
+        ctx = context_of(request)
+        if ctx is not None and ctx.rpc is None:
+            ctx.rpc = rpc.path[1:]
+        roles = None
+        if self._policy is not None:
+            # Refused calls never reach Cuebot, and are audited whether they read or write.
+            decision = self._policy.decide(ctx.identity if ctx else None, rpc.service, rpc.method)
+            roles = decision.roles
+            if not decision.allowed:
+                refusal = GatewayError(7, decision.message)
+                if self._audit is not None:
+                    self._audit.record(request, rpc, message, refusal.code_name, roles)
+                return fail(refusal)
         d = self._upstream.call(
             rpc,
             message,
             timeout=self._deadline(request),
             metadata=self._metadata(request),
         )
-        d.addCallback(self._respond, request)
+        if self._audit is not None and not rpc.is_read:
+            d.addBoth(self._audit.observe, request, rpc, message, roles)
         return d
 
     def _deadline(self, request: IRequest) -> float | None:
@@ -191,26 +225,35 @@ class GatewayAPI:
         for key, value in reply.headers:
             if isinstance(value, str) and not key.endswith("-bin"):
                 request.setHeader(_canonical_header(key), value.encode("latin-1", "replace"))
+        known = reply.json_or_none() if isinstance(reply, SharedReply) else None
         message: Message = reply.message
-        if self._codec_pool is not None and message.ByteSize() > INLINE_ENCODE_LIMIT:
-            encoded = deferToThreadPool(self._reactor, self._codec_pool, encode_message, message)
+        if known is not None:
+            encoded = succeed(known)
+        elif self._codec_pool is not None and message.ByteSize() > INLINE_ENCODE_LIMIT:
+            encoded = deferToThreadPool(self._reactor, self._codec_pool, encode, message)
         else:
-            encoded = succeed(encode_message(message))
+            encoded = succeed(encode(message))
+        if isinstance(reply, SharedReply) and known is None:
+            encoded.addCallback(_remember_json, reply)
         return encoded.addCallback(self._write_json, request)
 
-    def _write_json(self, body: bytes, request: IRequest) -> bytes:
+    def _write_json(self, body: bytes, request: IRequest) -> bytes | Deferred[bytes]:
         set_json_headers(request, 200)
         request.setHeader(b"content-length", str(len(body)).encode("ascii"))
-        return body
+        return write_body(request, body)
 
     def _not_found(self, request: IRequest, failure: Failure) -> bytes:
         return error_bytes(request, GatewayError(5, "Not Found"))
 
     def _method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:
         # grpc-gateway answers 501 here; 405 with Allow is the HTTP answer (README).
+        error = failure.value
+        allowed = sorted(getattr(error, "valid_methods", None) or ["POST"])
         return error_bytes(
             request,
-            GatewayError(12, "Method Not Allowed", http_status=405, headers={"Allow": "POST"}),
+            GatewayError(
+                12, "Method Not Allowed", http_status=405, headers={"Allow": ", ".join(allowed)}
+            ),
         )
 
     def _http_exception(self, request: IRequest, failure: Failure) -> bytes:
@@ -224,7 +267,7 @@ class GatewayAPI:
     def _gateway_error(self, request: IRequest, failure: Failure) -> bytes:
         error = failure.value
         assert isinstance(error, GatewayError)
-        if error.code not in (3, 5, 12):
+        if error.upstream:
             self.log.info(
                 "Cuebot answered {code} to {rpc}: {message}",
                 code=error.code_name,
@@ -240,6 +283,11 @@ class GatewayAPI:
     def _unexpected(self, request: IRequest, failure: Failure) -> bytes:
         self.log.failure("Unexpected failure serving {path}", failure, path=request.path)
         return error_bytes(request, GatewayError(13, "internal gateway error"))
+
+
+def _remember_json(body: bytes, reply: SharedReply) -> bytes:
+    reply.remember_json(body)
+    return body
 
 
 def _metadata_value(key: str, value: bytes) -> str | bytes:
@@ -277,4 +325,17 @@ class CallerResource:
         ctx = context_of(request)
         if ctx is not None:
             ctx.identity = self.identity
+        if not _utf8_url(request):
+            # Klein would answer with an HTML page and log a traceback.
+            return error_bytes(request, GatewayError(3, "the URL is not valid UTF-8"))
         return self._resource.render(request)
+
+
+def _utf8_url(request: IRequest) -> bool:
+    """Whether the decoded path and the host name are UTF-8, as Klein's routing needs."""
+    try:
+        b"/".join(request.prepath + request.postpath).decode("utf-8")  # type: ignore[attr-defined]
+        request.getRequestHostname().decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

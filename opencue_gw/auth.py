@@ -7,10 +7,12 @@ credentials, L{JWTChecker} verifies the token and answers with the caller's
 L{Identity}, and L{GatewayRealm} hands out the API resource bound to that identity. The
 guard resource in L{opencue_gw.guard} drives them.
 
-The rules are the Go gateway's (HMAC only, C{nbf} honoured) made stricter where it was
-unsafe: C{alg: none} and every non-HMAC algorithm are refused and C{exp} is required
-unless the operator opts out. Expiry is checked against the injected clock rather than
-inside PyJWT, so tests can move time and the messages say exactly what was wrong.
+The rules are the Go gateway's (HMAC, C{nbf} honoured) made stricter where it was
+unsafe: C{alg: none} and every algorithm outside the configured keys' families are
+refused and C{exp} is required unless the operator opts out. Public keys and an identity
+provider's JWKS (L{opencue_gw.keys}, L{opencue_gw.jwks}) can stand beside the secret.
+Expiry is checked against the injected clock rather than inside PyJWT, so tests can
+move time and the messages say exactly what was wrong.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from twisted.cred.checkers import ICredentialsChecker
@@ -31,6 +33,17 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import ICredentialFactory
 from twisted.web.resource import IResource
 from zope.interface import Attribute, implementer
+
+from opencue_gw.keys import (
+    ASYMMETRIC_ALGORITHMS,
+    HMAC_ALGORITHMS,
+    KNOWN_ALGORITHMS,
+    VerifyingKey,
+    hmac_key,
+)
+
+if TYPE_CHECKING:
+    from opencue_gw.jwks import JWKSCache
 
 __all__ = [
     "HMAC_ALGORITHMS",
@@ -44,8 +57,6 @@ __all__ = [
     "JWTVerifier",
     "TokenRejected",
 ]
-
-HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 
 # Far above any real token (CueWeb's are ~200 bytes) yet small enough that a hostile
 # header costs nothing to refuse.
@@ -137,45 +148,93 @@ def split_authorization(header: bytes) -> bytes:
 
 class JWTVerifier:
     """
-    Verifies HMAC-signed JWTs with one shared secret.
+    Verifies JWTs against the configured key sources.
 
-    A pure object (no I/O): the checker and the tests call it directly.
+    Up to three sources: the shared HMAC secret (HS*), one public key (its own family
+    only) and an identity provider's JWKS. A token is routed to a source by its C{alg}
+    (and, for the JWKS, its C{kid}); a source never sees an algorithm outside its family,
+    which is what rules algorithm confusion out. Issuer and audience are checked on every
+    token when configured, and not at all otherwise, as the Go gateway did.
     """
 
     def __init__(
         self,
-        secret: bytes,
+        secret: bytes | None,
         clock: IReactorTime,
         *,
         require_exp: bool = True,
         leeway: float = 0.0,
+        public_key: VerifyingKey | None = None,
+        jwks: JWKSCache | None = None,
+        issuer: str | None = None,
+        audience: str | None = None,
     ) -> None:
-        if not secret:
+        if secret is not None and not secret:
             raise ValueError("the JWT secret is empty")
-        self._secret = secret
+        if secret is None and public_key is None and jwks is None:
+            raise ValueError("no key source: give a secret, a public key or a JWKS")
+        self._hmac = hmac_key(secret) if secret else None
+        self._public_key = public_key
+        self._jwks = jwks
+        self._issuer = issuer
+        self._audience = audience
         self._clock = clock
         self._require_exp = require_exp
         self._leeway = leeway
 
     def verify(self, token: bytes) -> Identity:
-        """Check signature and time claims; answer the identity or raise L{TokenRejected}."""
+        """
+        Check signature and claims; answer the identity or raise L{TokenRejected}.
+
+        Synchronous: a JWKS token is checked against the keys already fetched only.
+        L{verify_deferred} is the complete check.
+        """
+        alg, kid = _algorithm_and_kid(token)
+        key = self._static_key(alg, kid)
+        if key is None:
+            assert self._jwks is not None
+            key = self._jwks.cached(kid, alg)
+            if key is None:
+                raise TokenRejected("unknown_kid", "token is unverifiable: unknown key id")
+        return self._check(token, alg, key)
+
+    def verify_deferred(self, token: bytes) -> Deferred[Identity]:
+        """Like L{verify}, fetching the JWKS when the token needs a key not yet known."""
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError:
-            # DecodeError, and also the header checks (crit, non-string kid) that PyJWT
-            # raises as a bare InvalidTokenError before any signature is checked.
-            raise TokenRejected("malformed", "token is malformed") from None
-        alg = header.get("alg")
-        if alg not in HMAC_ALGORITHMS:
-            shown = alg if isinstance(alg, str) and len(alg) <= 16 else "unknown"
+            alg, kid = _algorithm_and_kid(token)
+            key = self._static_key(alg, kid)
+            if key is None:
+                assert self._jwks is not None
+                return self._jwks.key_for(kid, alg).addCallback(
+                    lambda found: self._check(token, alg, found)
+                )
+            return succeed(self._check(token, alg, key))
+        except TokenRejected:
+            return fail()
+
+    def _static_key(self, alg: str, kid: str | None) -> VerifyingKey | None:
+        """The secret or public key for C{alg}; C{None} means "ask the JWKS"."""
+        if alg in HMAC_ALGORITHMS:
+            if self._hmac is not None:
+                return self._hmac
+        elif self._public_key is not None and alg in self._public_key.algorithms:
+            if self._jwks is None or kid is None:
+                return self._public_key
+            return None
+        elif self._jwks is not None and alg in ASYMMETRIC_ALGORITHMS:
+            return None
+        raise TokenRejected("algorithm", f"token is unverifiable: unexpected signing method: {alg}")
+
+    def _check(self, token: bytes, alg: str, key: VerifyingKey) -> Identity:
+        if alg not in key.algorithms:
             raise TokenRejected(
-                "algorithm", f"token is unverifiable: unexpected signing method: {shown}"
+                "algorithm", "token is unverifiable: signing method does not match its key"
             )
         try:
             claims = jwt.decode(
                 token,
-                self._secret,
-                algorithms=list(HMAC_ALGORITHMS),
+                key.key,
+                algorithms=[alg],
                 options={
                     "verify_exp": False,
                     "verify_nbf": False,
@@ -195,7 +254,23 @@ class JWTVerifier:
         if not isinstance(claims, dict):
             raise TokenRejected("malformed", "token is malformed: claims are not an object")
         self._check_times(claims)
+        self._check_issuer_audience(claims)
         return _identity_from(claims)
+
+    def _check_issuer_audience(self, claims: Mapping[str, Any]) -> None:
+        if self._issuer is not None:
+            issuer = claims.get("iss")
+            if issuer is None:
+                raise TokenRejected("missing_iss", "token has no iss claim")
+            if issuer != self._issuer:
+                raise TokenRejected("issuer", "token has invalid claims: wrong issuer")
+        if self._audience is not None:
+            audience = claims.get("aud")
+            if audience is None:
+                raise TokenRejected("missing_aud", "token has no aud claim")
+            audiences = audience if isinstance(audience, list) else [audience]
+            if self._audience not in audiences:
+                raise TokenRejected("audience", "token has invalid claims: wrong audience")
 
     def _check_times(self, claims: Mapping[str, Any]) -> None:
         now = self._clock.seconds()
@@ -217,6 +292,24 @@ class JWTVerifier:
                 raise TokenRejected(
                     "not_yet_valid", "token has invalid claims: token is not valid yet"
                 )
+
+
+def _algorithm_and_kid(token: bytes) -> tuple[str, str | None]:
+    """The header's C{alg} (one the gateway knows) and C{kid}, before any key is touched."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        # DecodeError, and also the header checks (crit, non-string kid) that PyJWT
+        # raises as a bare InvalidTokenError before any signature is checked.
+        raise TokenRejected("malformed", "token is malformed") from None
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in KNOWN_ALGORITHMS:
+        shown = alg if isinstance(alg, str) and len(alg) <= 16 else "unknown"
+        raise TokenRejected(
+            "algorithm", f"token is unverifiable: unexpected signing method: {shown}"
+        )
+    kid = header.get("kid")
+    return alg, kid if isinstance(kid, str) else None
 
 
 def _is_number(value: object) -> bool:
@@ -255,15 +348,13 @@ class JWTChecker:
 
     def requestAvatarId(self, credentials: BearerToken) -> Deferred[Identity]:  # type: ignore[override]
         """
-        Verify synchronously: an HMAC check is microseconds and needs no thread.
+        Verify; synchronous unless the token needs JWKS keys not fetched yet (an HMAC
+        or public-key check is microseconds and needs no thread).
 
         The avatar id is an L{Identity} rather than the customary bytes, because the
         realm needs the claims; cred hands the id through untouched.
         """
-        try:
-            return succeed(self._verifier.verify(credentials.token))
-        except TokenRejected:
-            return fail()
+        return self._verifier.verify_deferred(credentials.token)
 
 
 @implementer(IRealm)

@@ -13,15 +13,21 @@ gateway silently fell back to a default.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from twisted.internet.endpoints import quoteStringArgument
 from twisted.logger import LogLevel
 
+from opencue_gw.jwks import DEFAULT_MAX_AGE, DEFAULT_MIN_INTERVAL
+from opencue_gw.keys import VerifyingKey, load_public_key
 from opencue_gw.logs import parse_log_level
+from opencue_gw.policy import Policy, PolicyError, load_policy
 
 __all__ = ["ConfigError", "GatewayConfig", "parse_duration", "resolve_config"]
 
@@ -70,6 +76,40 @@ class GatewayConfig:
     demo_speed: float
     demo_token_file: str | None
     warnings: tuple[str, ...] = ()
+    public_docs: bool = True
+    """Serve /openapi.json and /docs without a token (C{--no-public-docs} turns it off)."""
+    # Edge protection: body limit, timeouts, load shedding, CORS, rate limits.
+    max_body_bytes: int = 32 * 1024 * 1024
+    http_timeout: float = 60.0
+    max_in_flight: int = 2000
+    cors_origins: tuple[str, ...] = ()
+    cors_headers: tuple[str, ...] = ()
+    rate_limit_rps: float = 0.0
+    rate_limit_burst: float = 0.0
+    metrics_public: bool = True
+    # Sharing reads: identical reads in flight always share a call; a cache is opt-in.
+    coalesce_reads: bool = True
+    read_cache_ms: float = 0.0
+    # Processes: N workers sharing one listening socket opened by a supervising parent.
+    workers: int = 1
+    worker_fd: int | None = None
+    # TLS towards Cuebot (a TLS terminator in front of it).
+    cuebot_tls: bool = False
+    cuebot_ca: bytes | None = field(default=None, repr=False)
+    cuebot_client_cert: bytes | None = field(default=None, repr=False)
+    cuebot_client_key: bytes | None = field(default=None, repr=False)
+    cuebot_server_name: str | None = None
+    # Token key sources beside the secret, issuer/audience checks, policy and audit.
+    jwt_public_key_file: str | None = None
+    jwt_public_key: VerifyingKey | None = field(default=None, repr=False, compare=False)
+    jwks_url: str | None = None
+    jwks_max_age: float = DEFAULT_MAX_AGE
+    jwks_min_interval: float = DEFAULT_MIN_INTERVAL
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    policy_file: str | None = None
+    policy: Policy | None = field(default=None, repr=False, compare=False)
+    audit_log: str | None = None
 
 
 def parse_duration(text: str) -> float:
@@ -143,6 +183,22 @@ def _listen(options: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, ..
         if not rest_port.strip().isdigit() or not 0 < int(rest_port) < 65536:
             raise ConfigError(f"REST_PORT: expected a TCP port number, got {rest_port!r}")
         given = [rest_port.strip()]
+    cert, key = env.get("TLS_CERT_FILE"), env.get("TLS_KEY_FILE")
+    if bool(cert) != bool(key):
+        raise ConfigError("TLS_CERT_FILE/TLS_KEY_FILE: set both or neither")
+    if cert and key and not options.get("port"):
+        for path, var in ((cert, "TLS_CERT_FILE"), (key, "TLS_KEY_FILE")):
+            if not Path(path).is_file():
+                raise ConfigError(f"{var}: no such file: {path}")
+            try:
+                pem = Path(path).read_bytes()
+            except OSError as error:
+                raise ConfigError(f"{var}: cannot read {path}: {error.strerror}") from None
+            if b"-----BEGIN" not in pem:
+                raise ConfigError(f"{var}: {path} is not a PEM file")
+        given = [
+            f"ssl:{given[0]}:privateKey={quoteStringArgument(key)}:certKey={quoteStringArgument(cert)}"
+        ]
     listen = []
     for description in given:
         if description.isdigit():
@@ -153,7 +209,7 @@ def _listen(options: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, ..
     return tuple(listen)
 
 
-def _secret(options: Mapping[str, Any], env: Mapping[str, str], demo: bool) -> bytes:
+def _secret(options: Mapping[str, Any], env: Mapping[str, str], optional: bool) -> bytes:
     path = options.get("jwt-secret-file") or env.get("JWT_SECRET_FILE")
     if path:
         name = "--jwt-secret-file" if options.get("jwt-secret-file") else "JWT_SECRET_FILE"
@@ -169,11 +225,13 @@ def _secret(options: Mapping[str, Any], env: Mapping[str, str], demo: bool) -> b
         if not value.strip():
             raise ConfigError("JWT_SECRET: is empty; an empty HMAC key would accept forged tokens")
         return value.encode("utf-8")
-    if demo:
+    if optional:
         return b""
     raise ConfigError(
-        "JWT_SECRET: no token secret; set JWT_SECRET or JWT_SECRET_FILE, "
-        "or pass --jwt-secret-file (or --demo to try the gateway)"
+        "JWT_SECRET: no way to verify tokens; set JWT_SECRET or JWT_SECRET_FILE (shared "
+        "HMAC secret), JWT_PUBLIC_KEY_FILE (public key) or JWKS_URL (identity provider), "
+        "or pass --jwt-secret-file, --jwt-public-key or --jwks-url "
+        "(or --demo to try the gateway)"
     )
 
 
@@ -188,8 +246,9 @@ def _cuebot(options: Mapping[str, Any], env: Mapping[str, str]) -> str:
 def resolve_config(options: Mapping[str, Any], env: Mapping[str, str]) -> GatewayConfig:
     """Validate every setting; raise L{ConfigError} at the first unusable one."""
     demo = bool(options.get("demo"))
-    secret = _secret(options, env, demo)
-    warnings: list[str] = []
+    access, warnings = _access_settings(options, env)
+    has_keys = access["jwt_public_key"] is not None or access["jwks_url"] is not None
+    secret = _secret(options, env, demo or has_keys)
     if secret in PUBLISHED_SECRETS:
         warnings.append(
             "the JWT secret is one published in OpenCue's examples; anyone can forge tokens"
@@ -227,4 +286,129 @@ def resolve_config(options: Mapping[str, Any], env: Mapping[str, str]) -> Gatewa
         demo_speed=_number(options, env, "demo-speed", None, 10.0),
         demo_token_file=options.get("demo-token-file"),
         warnings=tuple(warnings),
+        public_docs=not options.get("no-public-docs"),
+        **_edge_settings(options, env),
+        **_cuebot_tls_settings(options, env),
+        **access,
     )
+
+
+def _csv(text: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (text or "").split(",") if part.strip())
+
+
+def _edge_settings(options: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    rps = _number(options, env, "rate-limit-rps", "RATE_LIMIT_RPS", 0.0)
+    burst = _number(options, env, "rate-limit-burst", "RATE_LIMIT_BURST", 0.0)
+    return {
+        "max_body_bytes": _integer(
+            options, env, "max-body-bytes", "MAX_BODY_BYTES", 32 * 1024 * 1024, 1
+        ),
+        "http_timeout": _number(
+            options, env, "http-timeout", "HTTP_TIMEOUT", 60.0, duration=True, minimum=1.0
+        ),
+        "max_in_flight": _integer(options, env, "max-in-flight", "MAX_IN_FLIGHT", 2000, 1),
+        "cors_origins": _csv(_pick(options, env, "cors-origins", "CORS_ORIGINS")),
+        "cors_headers": _csv(_pick(options, env, "cors-headers", "CORS_HEADERS")),
+        "rate_limit_rps": rps,
+        "rate_limit_burst": burst if burst > 0 else max(1.0, 2 * rps),
+        "metrics_public": not options.get("metrics-require-token"),
+        "coalesce_reads": not options.get("no-coalesce"),
+        "read_cache_ms": _number(options, env, "read-cache-ms", "READ_CACHE_MS", 0.0),
+        "workers": _integer(options, env, "workers", "WORKERS", 1, 1),
+        "worker_fd": int(options["worker-fd"]) if options.get("worker-fd") else None,
+    }
+
+
+def _read_pem(
+    options: Mapping[str, Any], env: Mapping[str, str], opt: str, var: str
+) -> bytes | None:
+    path = _pick(options, env, opt, var)
+    if not path:
+        return None
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{_name(opt, var)}: cannot read {path}: {error.strerror}") from None
+    if b"-----BEGIN" not in data:
+        raise ConfigError(f"{_name(opt, var)}: {path} is not a PEM file")
+    return data
+
+
+def _cuebot_tls_settings(options: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    ca = _read_pem(options, env, "cuebot-ca", "CUEBOT_CA_FILE")
+    cert = _read_pem(options, env, "cuebot-client-cert", "CUEBOT_CLIENT_CERT_FILE")
+    key = _read_pem(options, env, "cuebot-client-key", "CUEBOT_CLIENT_KEY_FILE")
+    if (cert is None) != (key is None):
+        raise ConfigError("--cuebot-client-cert/--cuebot-client-key: give both or neither")
+    flag = options.get("cuebot-tls") or env.get("CUEBOT_TLS", "").lower() in ("1", "true", "yes")
+    return {
+        "cuebot_tls": bool(flag or ca or cert),
+        "cuebot_ca": ca,
+        "cuebot_client_cert": cert,
+        "cuebot_client_key": key,
+        "cuebot_server_name": _pick(options, env, "cuebot-server-name", "CUEBOT_SERVER_NAME"),
+    }
+
+
+def _access_settings(
+    options: Mapping[str, Any], env: Mapping[str, str]
+) -> tuple[dict[str, Any], list[str]]:
+    """Public key, JWKS, issuer/audience, policy and audit settings, and their warnings."""
+    warnings: list[str] = []
+    key_path = _pick(options, env, "jwt-public-key", "JWT_PUBLIC_KEY_FILE") or None
+    public_key = None
+    if key_path:
+        name = _name("jwt-public-key", "JWT_PUBLIC_KEY_FILE")
+        try:
+            public_key = load_public_key(Path(key_path).read_bytes())
+        except OSError as error:
+            raise ConfigError(f"{name}: cannot read {key_path}: {error.strerror}") from None
+        except ValueError as error:
+            raise ConfigError(f"{name}: {key_path} {error}") from None
+    jwks_url = (_pick(options, env, "jwks-url", "JWKS_URL") or "").strip() or None
+    if jwks_url is not None:
+        parsed = urlsplit(jwks_url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ConfigError(f"--jwks-url (JWKS_URL): expected an https:// URL, got {jwks_url!r}")
+        if parsed.scheme == "http" and parsed.hostname not in ("localhost", "127.0.0.1", "::1"):
+            warnings.append("JWKS_URL is plain http; signing keys could be replaced in transit")
+    policy_path = _pick(options, env, "policy", "POLICY_FILE") or None
+    policy = None
+    if policy_path:
+        from opencue_gw.rpcs import load_rpcs
+
+        methods = [f"{rpc.service}.{rpc.method}" for rpc in load_rpcs().values()]
+        try:
+            policy = load_policy(policy_path, methods)
+        except PolicyError as error:
+            raise ConfigError(f"--policy (POLICY_FILE): {error}") from None
+    audit_log = _pick(options, env, "audit-log", "AUDIT_LOG") or None
+    if audit_log:
+        # Absolute, so a daemon that changes directory still writes where it was told.
+        audit_log = os.path.abspath(audit_log)
+        if not os.path.isdir(os.path.dirname(audit_log)):
+            raise ConfigError(
+                f"--audit-log (AUDIT_LOG): the directory of {audit_log} does not exist"
+            )
+    return {
+        "jwt_public_key_file": key_path,
+        "jwt_public_key": public_key,
+        "jwks_url": jwks_url,
+        "jwks_max_age": _number(
+            options, env, "jwks-max-age", "JWKS_MAX_AGE", DEFAULT_MAX_AGE, duration=True
+        ),
+        "jwks_min_interval": _number(
+            options,
+            env,
+            "jwks-min-refresh",
+            "JWKS_MIN_REFRESH",
+            DEFAULT_MIN_INTERVAL,
+            duration=True,
+        ),
+        "jwt_issuer": _pick(options, env, "jwt-issuer", "JWT_ISSUER") or None,
+        "jwt_audience": _pick(options, env, "jwt-audience", "JWT_AUDIENCE") or None,
+        "policy_file": policy_path,
+        "policy": policy,
+        "audit_log": audit_log,
+    }, warnings

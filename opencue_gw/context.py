@@ -33,6 +33,10 @@ class RequestContext:
     rpc: str | None = None
     grpc_code: str | None = None
     error: str | None = None
+    upstream_error: str | None = None
+    """The gRPC code name when Cuebot (not the gateway) answered with an error."""
+    auth_failure: str | None = None
+    """The reason key when the guard refused the request."""
 
 
 def context_of(request: IRequest) -> RequestContext | None:

@@ -24,7 +24,7 @@ from opencue_gw.errors import GatewayError
 from opencue_gw.logs import GATEWAY_OBSERVER
 from opencue_gw.rpcs import Rpc
 
-__all__ = ["CuebotClient", "UpstreamReply", "channel_options"]
+__all__ = ["CuebotClient", "UpstreamReply", "channel_options", "tls_credentials"]
 
 MiB = 1024 * 1024
 # Cuebot refuses requests above 100 MiB (grpc.max_message_bytes); failing on our side
@@ -76,11 +76,13 @@ class CuebotClient:
         *,
         max_receive_bytes: int = 256 * MiB,
         credentials: grpc.ChannelCredentials | None = None,
+        server_name: str | None = None,
     ) -> None:
         self._reactor = reactor
         self.target = target
         self._max_receive_bytes = max_receive_bytes
         self._credentials = credentials
+        self._server_name = server_name
         self._channel: grpc.Channel | None = None
         self._callables: dict[str, grpc.UnaryUnaryMultiCallable] = {}
 
@@ -89,6 +91,8 @@ class CuebotClient:
         if self._channel is not None:
             return
         options = channel_options(self._max_receive_bytes)
+        if self._server_name:
+            options.append(("grpc.ssl_target_name_override", self._server_name))
         if self._credentials is None:
             self._channel = grpc.insecure_channel(self.target, options=options)
         else:
@@ -161,7 +165,20 @@ class CuebotClient:
         return d
 
 
+def tls_credentials(
+    ca: bytes | None, client_cert: bytes | None, client_key: bytes | None
+) -> grpc.ChannelCredentials:
+    """
+    TLS (or mutual TLS) credentials for a Cuebot behind a TLS terminator.
+
+    Without a CA bundle the system's trust store is used.
+    """
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca, private_key=client_key, certificate_chain=client_cert
+    )
+
+
 def _gateway_error(error: grpc.RpcError) -> GatewayError:
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     details = error.details() if hasattr(error, "details") else None
-    return GatewayError(int(code.value[0]), details or code.name)
+    return GatewayError(int(code.value[0]), details or code.name, upstream=True)

@@ -46,10 +46,12 @@ def announce_demo(
         path.chmod(0o600)
     out.write(
         "OpenCue gateway demo: a simulated farm behind the gateway.\n"
-        f"Token (valid 24 h, this run only):\n\n    export TOKEN={token}\n\n"
+        f"Token (valid 24 h, this run only):\n\n    export TOKEN={token}\n"
+        "    export OPENCUE_GATEWAY_TOKEN=$TOKEN   # for the opencue-gw command line\n\n"
         "Try:\n"
         f'    curl -X POST -H "Authorization: Bearer $TOKEN" '
-        f"localhost:{port}/show.ShowInterface/GetShows -d '{{}}'\n\n"
+        f"localhost:{port}/show.ShowInterface/GetShows -d '{{}}'\n"
+        f"    and the API browser at http://localhost:{port}/docs\n\n"
     )
     out.flush()
     return token

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -24,8 +25,10 @@ from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from opencue_gw.context import IRequestContext, RequestContext
+from opencue_gw.cors import CorsPolicy
 from opencue_gw.errors import GatewayError
 from opencue_gw.logs import GATEWAY_OBSERVER
+from opencue_gw.metrics import GatewayMetrics
 from opencue_gw.respond import finish_error
 
 __all__ = ["Edge", "InFlight"]
@@ -92,15 +95,35 @@ class InFlight:
 
 @implementer(IResource)
 class Edge:
-    """Request id, in-flight accounting, drain gate and access log around C{wrapped}."""
+    """
+    Request id, in-flight accounting, drain gate and access log around C{wrapped}.
+
+    C{public} maps exact paths (C{b"/healthz"}) or first-segment prefixes ending in a
+    slash (C{b"/docs/"}) to resources that need no token; everything else goes to the
+    guarded C{wrapped} resource.
+    """
 
     isLeaf = True
     log = Logger(observer=GATEWAY_OBSERVER)
 
-    def __init__(self, wrapped: IResource, clock: IReactorTime, in_flight: InFlight) -> None:
+    def __init__(
+        self,
+        wrapped: IResource,
+        clock: IReactorTime,
+        in_flight: InFlight,
+        public: Mapping[bytes, IResource] | None = None,
+        *,
+        metrics: GatewayMetrics | None = None,
+        cors: CorsPolicy | None = None,
+        max_in_flight: int | None = None,
+    ) -> None:
         self._wrapped = wrapped
         self._clock = clock
         self._in_flight = in_flight
+        self._public = dict(public or {})
+        self._metrics = metrics
+        self._cors = cors
+        self._max_in_flight = max_in_flight
 
     def getChildWithDefault(self, name: bytes, request: IRequest) -> IResource:
         """A leaf: the wrapped resource routes on the whole path."""
@@ -115,7 +138,18 @@ class Edge:
         ctx = RequestContext(request_id=_request_id(request), started=self._clock.seconds())
         request.setComponent(IRequestContext, ctx)  # type: ignore[attr-defined]
         request.setHeader(b"x-request-id", ctx.request_id.encode("ascii"))
+        if self._cors is not None:
+            self._cors.decorate(request)
+        inner = self._inner_for(request)
+        # Shedding looks at the load before this request joins it.
+        overloaded = (
+            self._max_in_flight is not None
+            and inner is self._wrapped
+            and self._in_flight.count >= self._max_in_flight
+        )
         self._in_flight.enter()
+        if self._metrics is not None:
+            self._metrics.in_flight.inc()
         request.notifyFinish().addBoth(self._finished, request, ctx)
         if self._in_flight.draining:
             request.setHeader(b"connection", b"close")
@@ -125,23 +159,56 @@ class Edge:
                 channel.persistent = False
             finish_error(request, GatewayError(14, "the gateway is shutting down"))
             return NOT_DONE_YET
+        if self._cors is not None and self._cors.is_preflight(request):
+            self._cors.answer_preflight(request)
+            return NOT_DONE_YET
+        if overloaded:
+            if self._metrics is not None:
+                self._metrics.shed.inc()
+            finish_error(
+                request,
+                GatewayError(
+                    14,
+                    "the gateway is overloaded; retry shortly",
+                    headers={"Retry-After": "1"},
+                ),
+            )
+            return NOT_DONE_YET
         try:
-            return self._wrapped.render(request)
+            return inner.render(request)
         except Exception:
             self.log.failure("Unexpected failure rendering {path}", path=request.path)
             finish_error(request, GatewayError(13, "internal gateway error"))
             return NOT_DONE_YET
 
+    def _inner_for(self, request: Request) -> IResource:
+        """
+        The resource that answers: a public one (health, API description) when the
+        path is one of theirs, otherwise the guarded API.
+        """
+        if self._public:
+            public = self._public.get(request.path)
+            if public is None and request.path.count(b"/") > 1:
+                public = self._public.get(request.path[: request.path.index(b"/", 1) + 1])
+            if public is not None:
+                return public
+        return self._wrapped
+
     def _finished(self, result: Failure | None, request: Request, ctx: RequestContext) -> None:
         self._in_flight.leave()
         identity = ctx.identity
+        status = request.code if result is None else 499
+        duration = self._clock.seconds() - ctx.started
+        if self._metrics is not None:
+            self._metrics.in_flight.dec()
+            self._metrics.observe(ctx, status, duration)
         self.log.info(
             "{method} {path} {status} {bytes}B {duration:.4f}s",
             method=request.method.decode("latin-1"),
             path=request.path.decode("latin-1", "replace"),
-            status=request.code if result is None else 499,
+            status=status,
             bytes=getattr(request, "sentLength", 0),
-            duration=self._clock.seconds() - ctx.started,
+            duration=duration,
             request_id=ctx.request_id,
             sub=identity.sub if identity else None,
             role=identity.role if identity else None,

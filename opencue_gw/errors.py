@@ -102,8 +102,10 @@ class GatewayError(Exception):
         *,
         http_status: int | None = None,
         headers: Mapping[str, str] | None = None,
+        upstream: bool = False,
     ) -> None:
         super().__init__(code, message)
+        self.upstream = upstream
         self.code = code
         self.message = message
         self.http_status = http_status if http_status is not None else http_status_for(code)

@@ -97,6 +97,8 @@ class BearerGuard:
 
     def _refuse(self, request: IRequest, reason: str, message: str) -> Any:
         ctx = context_of(request)
+        if ctx is not None:
+            ctx.auth_failure = reason
         self.log.info(
             "Refused {method} {path}: {reason}",
             method=request.method.decode("latin-1"),

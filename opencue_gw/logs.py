@@ -17,10 +17,11 @@ from twisted.logger import (
     LogLevel,
     LogLevelFilterPredicate,
     globalLogPublisher,
+    jsonFileLogObserver,
 )
 from zope.interface import implementer
 
-__all__ = ["GATEWAY_OBSERVER", "LOG_LEVELS", "parse_log_level", "set_log_level"]
+__all__ = ["GATEWAY_OBSERVER", "LOG_LEVELS", "json_observer", "parse_log_level", "set_log_level"]
 
 LOG_LEVELS = {
     "debug": LogLevel.debug,
@@ -55,3 +56,15 @@ def set_log_level(level: LogLevel) -> None:
     """Lowest level of gateway events that reach the log."""
     _predicate.defaultLogLevel = level
     _predicate.clearLogLevels()
+
+
+def json_observer() -> ILogObserver:
+    """
+    One JSON object per event on standard output, for log shippers.
+
+    For C{twistd --logger=opencue_gw.logs.json_observer}: twistd calls this factory
+    with no arguments. Named fields (status, duration, request_id, ...) stay fields.
+    """
+    import sys
+
+    return jsonFileLogObserver(sys.stdout)

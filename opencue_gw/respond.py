@@ -34,6 +34,8 @@ def error_bytes(request: IRequest, error: GatewayError) -> bytes:
     if ctx is not None:
         ctx.grpc_code = error.code_name
         ctx.error = error.message
+        if error.upstream:
+            ctx.upstream_error = error.code_name
     set_json_headers(request, error.http_status, error.headers)
     return error.body()
 

@@ -125,8 +125,12 @@ class GatewayService(MultiService):
         graceful stop the operator asked for, the gateway reports success instead, as
         its documentation promises.
         """
-        if getattr(self._clock, "_exitSignal", None) in (signal.SIGTERM, signal.SIGINT):
-            self._clock._exitSignal = None  # type: ignore[attr-defined]
+        clear = _ClearExitSignal(self._clock)
+        clear()
+        add_trigger = getattr(self._clock, "addSystemEventTrigger", None)
+        if add_trigger is not None:
+            # A second SIGTERM while draining would set it again; clear it at the end.
+            add_trigger("after", "shutdown", clear)
         return result
 
     def _close_connections(self) -> Deferred[bool] | None:
@@ -165,3 +169,14 @@ def _stop_in_order(services: list[IService]) -> Deferred[None]:
 
     stop_next()
     return d
+
+
+class _ClearExitSignal:
+    """Forget a stopping SIGTERM/SIGINT so twistd exits 0 instead of re-raising it."""
+
+    def __init__(self, reactor: object) -> None:
+        self._reactor = reactor
+
+    def __call__(self) -> None:
+        if getattr(self._reactor, "_exitSignal", None) in (signal.SIGTERM, signal.SIGINT):
+            self._reactor._exitSignal = None  # type: ignore[attr-defined]

@@ -66,3 +66,23 @@ def fresh_gateway(fresh_farm: object) -> Iterator[GatewayHarness]:
     harness = GatewayHarness(fresh_farm.address)  # type: ignore[attr-defined]
     yield harness
     harness.close()
+
+
+# --- sandbox fixtures ---
+from opencue_gw.sandbox import Sandbox, SandboxConfig, start_sandbox  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def sandbox_frozen() -> Iterator[Sandbox]:
+    """A demo sandbox shared by a module's read-only tests; its farm never moves."""
+    sb = start_sandbox(SandboxConfig(port=0, seed=7, speed=0))
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture
+def sandbox_fresh() -> Iterator[Sandbox]:
+    """A fresh frozen demo sandbox for a test that mutates it or moves time."""
+    sb = start_sandbox(SandboxConfig(port=0, seed=7, speed=0))
+    yield sb
+    sb.stop()

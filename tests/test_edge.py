@@ -198,12 +198,12 @@ async def test_unexpected_failure_is_500_json_logged_once(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("a bug")
 
-    original = api.encode_message
-    api.encode_message = broken  # type: ignore[assignment]
+    original = api.encode
+    api.encode = broken  # type: ignore[assignment]
     try:
         reply = await harness.post(PATH)
     finally:
-        api.encode_message = original  # type: ignore[assignment]
+        api.encode = original  # type: ignore[assignment]
         harness.close()
     assert reply.status == 500
     assert reply.json() == {"code": 13, "message": "internal gateway error", "details": []}

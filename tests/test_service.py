@@ -226,7 +226,9 @@ class BuildServiceTests(SynchronousTestCase):
         """The tree has codec-threads, cuebot and http-0, in that order, and nothing listens."""
         root = self.build()
         self.assertIsInstance(root, GatewayService)
-        self.assertEqual([s.name for s in root], ["codec-threads", "cuebot", "http-0"])
+        self.assertEqual(
+            [s.name for s in root], ["codec-threads", "cuebot", "readiness-probe", "http-0"]
+        )
         self.assertIsInstance(root.getServiceNamed("codec-threads"), ThreadPoolService)
         self.assertIsInstance(root.getServiceNamed("cuebot"), CuebotService)
         self.assertEqual(self.reactor.tcpServers, [])

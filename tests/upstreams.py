@@ -45,7 +45,8 @@ class Seen:
 class ScriptedCuebot:
     """Every Cuebot-side RPC, answered as the test scripts it (default: empty answer)."""
 
-    def __init__(self) -> None:
+    def __init__(self, credentials: grpc.ServerCredentials | None = None) -> None:
+        """C{credentials}: serve TLS (or mutual TLS) instead of plaintext."""
         self.scripts: dict[str, Script] = {}
         self.seen: list[Seen] = []
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
@@ -61,7 +62,10 @@ class ScriptedCuebot:
         self._server.add_generic_rpc_handlers(
             [grpc.method_handlers_generic_handler(s, m) for s, m in by_service.items()]
         )
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        if credentials is None:
+            self.port = self._server.add_insecure_port("127.0.0.1:0")
+        else:
+            self.port = self._server.add_secure_port("127.0.0.1:0", credentials)
         self._server.start()
 
     @property

@@ -1,0 +1,1 @@
+"""The benchmark harness: ``tox -e bench`` or ``python -m bench.run`` (see bench/run.py)."""

@@ -1,0 +1,154 @@
+"""The benchmark's Cuebot: the sandbox farm behind a gRPC server that counts calls served.
+
+``python -m bench.sim --port P --counter-port Q`` runs in its own process (so its CPU is
+not charged to the gateway) and differs from ``python -m opencue_gw.sandbox`` in three
+ways the benchmark needs:
+
+* it counts the calls it serves (a server interceptor) and reports the counts as JSON on
+  ``GET http://127.0.0.1:Q/calls``, because the ``cueweb`` scenario measures how many
+  upstream calls the gateway's read cache saves and the sandbox keeps no counter;
+* it adds one job with a single 10,000-frame layer next to the demo jobs, because the
+  sandbox gives every job the same number of frames and 2,000 jobs of 10,000 frames
+  would not fit in memory;
+* it simulates 60 s of warm-up instead of the sandbox's 30 minutes, which takes ~35 s
+  for 2,000 jobs; the farm is frozen (speed 0) during the run either way.
+
+It prints one line of JSON (address, big job id) once it serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any
+
+import grpc
+
+from opencue_gw.sandbox.config import SandboxConfig
+from opencue_gw.sandbox.launch import JobPlan, LayerPlan, create_job
+from opencue_gw.sandbox.server import MAX_MESSAGE_BYTES, SERVICES, Sandbox, build_farm
+
+BIG_JOB_FRAMES = 10_000
+
+
+class CallCounter(grpc.ServerInterceptor):
+    """Counts every call by method; the count is taken when the call arrives."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        """Count the call, then serve it unchanged."""
+        with self._lock:
+            self.counts[handler_call_details.method] += 1
+        return continuation(handler_call_details)
+
+    def snapshot(self) -> dict[str, int]:
+        """A copy of the counts so far."""
+        with self._lock:
+            return dict(self.counts)
+
+
+def serve_counts(counter: CallCounter, port: int) -> ThreadingHTTPServer:
+    """Serve ``GET /calls`` with the counts as JSON on 127.0.0.1:port, in a daemon thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(counter.snapshot()).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: the bench reads these many times."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, name="counter", daemon=True).start()
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the farm, serve it, print the ready line and run until SIGTERM/SIGINT."""
+    p = argparse.ArgumentParser(prog="python -m bench.sim", description=__doc__)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--counter-port", type=int, required=True)
+    p.add_argument("--jobs", type=int, default=1999)
+    p.add_argument("--layers-per-job", type=int, default=1)
+    p.add_argument("--frames-per-layer", type=int, default=10)
+    p.add_argument("--hosts", type=int, default=20)
+    p.add_argument("--max-workers", type=int, default=16)
+    a = p.parse_args(argv)
+    config = SandboxConfig(
+        port=a.port,
+        speed=0.0,
+        jobs=a.jobs,
+        layers_per_job=a.layers_per_job,
+        frames_per_layer=a.frames_per_layer,
+        hosts=a.hosts,
+        frame_page_cap=BIG_JOB_FRAMES,
+        max_workers=a.max_workers,
+        warmup_seconds=60.0,
+    )
+    farm = build_farm(config)
+    with farm.lock:
+        big = create_job(
+            farm,
+            JobPlan(
+                name="bench_big",
+                show="testing",
+                shot="sh999",
+                user="bench",
+                layers=[LayerPlan(name="big", range=f"1-{BIG_JOB_FRAMES}")],
+            ),
+            start_time=farm.state.now_int,
+        )
+    counter = CallCounter()
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="sim"),
+        interceptors=[counter],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    for register, servant in SERVICES:
+        register(servant(farm), server)
+    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    if port == 0:
+        raise SystemExit(f"could not bind {config.host}:{config.port}")
+    server.start()
+    sandbox = Sandbox(config, farm, server, port)
+    counts = serve_counts(counter, a.counter_port)
+    print(json.dumps({"address": sandbox.address, "big_job": big.id}), flush=True)
+
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not done.wait(0.5):
+        pass
+    counts.shutdown()
+    sandbox.stop(grace=1.0)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

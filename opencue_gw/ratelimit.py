@@ -1,0 +1,174 @@
+# -*- test-case-name: tests.test_ratelimit -*-
+"""
+Per-caller rate limiting: a token bucket for each token subject.
+
+One runaway script must not be able to flood Cuebot on behalf of everyone. Callers are
+told where they stand on every answer (C{X-RateLimit-*}), and a refusal is a 429 JSON
+body with C{Retry-After}. Callers without a subject share a bucket per client address.
+Limits come from C{RATE_LIMIT_RPS}/C{RATE_LIMIT_BURST}, and a policy file may give a
+role other numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
+
+from opencue_gw.auth import Identity
+from opencue_gw.errors import GatewayError
+from opencue_gw.metrics import GatewayMetrics
+from opencue_gw.respond import finish_error
+
+__all__ = ["Decision", "RateLimitedResource", "TokenBuckets"]
+
+RateFor = Callable[[Identity], "tuple[float, float] | None"]
+
+# Beyond this many callers tracked, buckets that have refilled are forgotten.
+_PRUNE_ABOVE = 50_000
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome for one request, with what the headers report."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: int
+    """Seconds until the bucket is full again."""
+    retry_after: int
+    """Seconds until one request will be allowed (0 when allowed)."""
+
+    def headers(self) -> dict[str, str]:
+        """The C{X-RateLimit-*} headers (and C{Retry-After} on a refusal)."""
+        answer = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset),
+        }
+        if not self.allowed:
+            answer["Retry-After"] = str(self.retry_after)
+        return answer
+
+
+class TokenBuckets:
+    """
+    Token buckets keyed by caller, refilled lazily from the injected clock.
+
+    C{rate} tokens per second up to C{burst}; each request takes one.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        rate: float,
+        burst: float,
+        rate_for: RateFor | None = None,
+    ) -> None:
+        self._clock = clock
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self._rate_for = rate_for
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def limits_for(self, identity: Identity | None) -> tuple[float, float]:
+        """The caller's (rate, burst): a role override from the policy, or the default."""
+        if identity is not None and self._rate_for is not None:
+            override = self._rate_for(identity)
+            if override is not None:
+                return override[0], max(override[1], 1.0)
+        return self.rate, self.burst
+
+    def take(self, key: str, rate: float, burst: float) -> Decision:
+        """Spend one token from C{key}'s bucket if there is one."""
+        now = self._clock.seconds()
+        tokens, last = self._buckets.get(key, (burst, now))
+        tokens = min(burst, tokens + (now - last) * rate)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        if len(self._buckets) > _PRUNE_ABOVE:
+            self._prune(now)
+        self._buckets[key] = (tokens, now)
+        return Decision(
+            allowed=allowed,
+            limit=int(burst),
+            remaining=int(tokens),
+            reset=math.ceil((burst - tokens) / rate) if rate > 0 else 0,
+            retry_after=0 if allowed else max(1, math.ceil((1.0 - tokens) / rate)),
+        )
+
+    def _prune(self, now: float) -> None:
+        full = [
+            key
+            for key, (tokens, last) in self._buckets.items()
+            if tokens + (now - last) * self.rate >= self.burst
+        ]
+        for key in full:
+            del self._buckets[key]
+
+
+def caller_key(identity: Identity | None, request: IRequest) -> str:
+    """A bucket per token subject, else per client address."""
+    if identity is not None and identity.sub:
+        return "sub:" + identity.sub
+    host = getattr(request.getClientAddress(), "host", None)
+    return f"addr:{host}"
+
+
+@implementer(IResource)
+class RateLimitedResource:
+    """The caller's avatar behind its bucket: answers 429 once the bucket is empty."""
+
+    isLeaf = True
+
+    def __init__(
+        self,
+        identity: Identity,
+        inner: IResource,
+        buckets: TokenBuckets,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
+        self._identity = identity
+        self._inner = inner
+        self._buckets = buckets
+        self._metrics = metrics
+
+    def getChildWithDefault(self, name: bytes, request: IRequest) -> IResource:
+        """A leaf: the inner resource routes on the whole path."""
+        return self
+
+    def putChild(self, path: bytes, child: IResource) -> None:
+        """Routes belong to the inner resource."""
+        raise ValueError("RateLimitedResource does not take children")
+
+    def render(self, request: IRequest) -> Any:
+        """Take a token, report the bucket, and refuse or pass the request on."""
+        rate, burst = self._buckets.limits_for(self._identity)
+        if rate <= 0:
+            return self._inner.render(request)
+        decision = self._buckets.take(caller_key(self._identity, request), rate, burst)
+        if decision.allowed:
+            for name, value in decision.headers().items():
+                request.setHeader(name.encode("ascii"), value.encode("ascii"))
+            return self._inner.render(request)
+        if self._metrics is not None:
+            self._metrics.rate_limited.inc()
+        finish_error(
+            request,
+            GatewayError(
+                8,
+                f"rate limit exceeded: {rate:g} requests/s, burst {int(burst)}",
+                http_status=429,
+                headers=decision.headers(),
+            ),
+        )
+        return NOT_DONE_YET

@@ -1,0 +1,1 @@
+"""gRPC servicers over the farm model, one module per proto package."""

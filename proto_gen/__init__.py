@@ -1,0 +1,6 @@
+"""Generated JSON codecs for protobuf messages (see proto_gen.generate).
+
+``opencue_codecs`` is generated from the pinned opencue-proto and checked in; regenerate it
+with ``python -m proto_gen.generate`` after changing that pin. The gateway uses these
+through :mod:`opencue_gw.codec`, which falls back to :mod:`opencue_gw.jsoncodec`.
+"""
