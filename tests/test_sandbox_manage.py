@@ -130,7 +130,8 @@ def test_host_state_tags_allocation_and_comments(cue: Stubs) -> None:
 
 
 def test_reboot_releases_procs(cue: Stubs) -> None:
-    """Reboot kills the host's procs and puts it in REBOOTING; RebootWhenIdle locks it."""
+    """Reboot kills the host's procs and takes it down for a while; RebootWhenIdle locks
+    the host and reboots it once its procs are done."""
     busy = [h for h in cue.hosts() if h.idle_cores < h.cores]
     cue.host.Reboot(host_pb2.HostRebootRequest(host=busy[0]))
     got = cue.find_host(busy[0].name)
@@ -141,7 +142,13 @@ def test_reboot_releases_procs(cue: Stubs) -> None:
     assert second.lock_state == host_pb2.LOCKED
     assert second.state == host_pb2.REBOOT_WHEN_IDLE
     cue.sb.farm.advance(6 * 3600.0)
-    assert cue.find_host(busy[1].name).state == host_pb2.REBOOTING
+    rebooted = cue.find_host(busy[1].name)
+    assert rebooted.state == host_pb2.UP and rebooted.boot_time > second.boot_time
+    assert rebooted.lock_state == host_pb2.LOCKED and rebooted.idle_cores == rebooted.cores
+    assert cue.find_host(busy[0].name).state == host_pb2.UP
+    cue.job.LaunchSpec(job_pb2.JobLaunchSpecRequest(spec=BUSY_SPEC.replace("{paused}", "False")))
+    back = cue.find_host(busy[0].name)
+    assert back.idle_cores < back.cores
 
 
 def test_unbook_and_kill_procs_send_frames_back(cue: Stubs) -> None:

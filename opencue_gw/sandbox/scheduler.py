@@ -18,6 +18,8 @@ from opencue_gw.sandbox.model import Frame, Host, Job, Layer, Proc
 from opencue_gw.sandbox.state import FarmState
 
 KB_PER_GB = 1024 * 1024
+# Simulated seconds a rebooting host stays away before its RQD reports in again.
+REBOOT_SECONDS = 300.0
 
 
 class Scheduler:
@@ -25,6 +27,7 @@ class Scheduler:
         self.state = state
         self.failure_rate = failure_rate
         self.events: list[tuple[float, int, Proc]] = []
+        self.reboots: list[tuple[float, int, Host]] = []
         self._cursor = 0
         self._tier_cache: list[list[Job]] | None = None
         self._host_cache: list[Host] | None = None
@@ -35,7 +38,13 @@ class Scheduler:
     def advance_to(self, when: float) -> None:
         state = self.state
         events = self.events
-        while events and events[0][0] <= when:
+        reboots = self.reboots
+        while (events and events[0][0] <= when) or (reboots and reboots[0][0] <= when):
+            if reboots and reboots[0][0] <= when and (not events or reboots[0] < events[0][:2]):
+                at, _, host = heapq.heappop(reboots)
+                state.now = max(state.now, at)
+                self._boot(host)
+                continue
             at, _, proc = heapq.heappop(events)
             if state.procs.get(proc.id) is not proc:
                 continue  # killed or unbooked before it finished
@@ -45,6 +54,22 @@ class Scheduler:
         state.now = max(state.now, when)
         if state.dispatch_dirty:
             self.dispatch(None)
+
+    # ---- hosts -----------------------------------------------------------------------
+    def reboot(self, host: Host) -> None:
+        """Take a host down for REBOOT_SECONDS; it comes back UP with a new boot time."""
+        host.state = host_pb2.REBOOTING
+        host.boot_time = self.state.now_int
+        host.cache = None
+        heapq.heappush(self.reboots, (self.state.now + REBOOT_SECONDS, self.state.next_seq(), host))
+
+    def _boot(self, host: Host) -> None:
+        if host.state != host_pb2.REBOOTING or host.id not in self.state.hosts:
+            return
+        host.state = host_pb2.UP
+        host.boot_time = self.state.now_int
+        host.cache = None
+        self.dispatch([host])
 
     # ---- booking --------------------------------------------------------------------
     def _tiers(self) -> list[list[Job]]:
@@ -220,8 +245,7 @@ class Scheduler:
         layer.max_rss = max(layer.max_rss, proc.used_memory)
         if host.reboot_when_idle and not host.procs:
             host.reboot_when_idle = False
-            host.state = host_pb2.REBOOTING
-            host.boot_time = now
+            self.reboot(host)
         return runtime
 
     def complete(self, proc: Proc) -> None:

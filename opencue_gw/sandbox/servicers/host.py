@@ -172,9 +172,7 @@ class HostServant(Servant, host_pb2_grpc.HostInterfaceServicer):
             host = host_of(state, request.host)
             for proc in list(host.procs.values()):
                 self.farm.sched.stop(proc)
-            host.state = host_pb2.REBOOTING
-            host.boot_time = state.now_int
-            _touch(host)
+            self.farm.sched.reboot(host)
         return host_pb2.HostRebootResponse()
 
     @rpc()
@@ -188,8 +186,7 @@ class HostServant(Servant, host_pb2_grpc.HostInterfaceServicer):
                 host.reboot_when_idle = True
                 host.state = host_pb2.REBOOT_WHEN_IDLE
             else:
-                host.state = host_pb2.REBOOTING
-                host.boot_time = state.now_int
+                self.farm.sched.reboot(host)
             _touch(host)
         return host_pb2.HostRebootWhenIdleResponse()
 
