@@ -9,9 +9,9 @@ shown on the terminal (not in the log) before twistd starts logging.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
-from pathlib import Path
 from typing import Any, TextIO
 
 from twisted.application.service import Service
@@ -41,9 +41,11 @@ def announce_demo(
     token = mint_token(secret, sub="demo-user", role="admin", now=now, ttl=DEMO_TOKEN_TTL)
     port = listen.split(":")[1] if listen.startswith("tcp:") else "8448"
     if token_file:
-        path = Path(token_file)
-        path.write_text(token + "\n")
-        path.chmod(0o600)
+        # Private from the first byte: created 0600, and an existing file narrowed first.
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            os.fchmod(fd, 0o600)
+            file.write(token + "\n")
     out.write(
         "OpenCue gateway demo: a simulated farm behind the gateway.\n"
         f"Token (valid 24 h, this run only):\n\n    export TOKEN={token}\n"

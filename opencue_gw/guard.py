@@ -74,6 +74,9 @@ class BearerGuard:
         d.addCallbacks(
             self._render_avatar, self._login_failed, callbackArgs=(request,), errbackArgs=(request,)
         )
+        # The avatar renders inside this Deferred, out of the edge's reach: an exception
+        # there must still answer the client, not leave the request open forever.
+        d.addErrback(self._render_failed, request)
         return NOT_DONE_YET
 
     def _render_avatar(self, result: tuple[Any, IResource, Any], request: Request) -> None:
@@ -94,6 +97,17 @@ class BearerGuard:
         else:
             self.log.failure("Authentication failed unexpectedly", failure)
             finish_error(request, GatewayError(13, "internal error while authenticating"))
+
+    def _render_failed(self, failure: Failure, request: IRequest) -> None:
+        self.log.failure("Unexpected failure rendering {path}", failure, path=request.path)
+        if getattr(request, "startedWriting", False):
+            # Part of an answer is out; a JSON error now would corrupt it.
+            if not getattr(request, "finished", False) and not getattr(
+                request, "_disconnected", False
+            ):
+                request.loseConnection()  # type: ignore[attr-defined]
+            return
+        finish_error(request, GatewayError(13, "internal gateway error"))
 
     def _refuse(self, request: IRequest, reason: str, message: str) -> Any:
         ctx = context_of(request)

@@ -148,13 +148,15 @@ class JWKSCache:
         return TokenRejected("unknown_kid", "token is unverifiable: unknown key id")
 
     def _refresh(self, now: float) -> Deferred[None]:
+        # Registered before the fetch starts: a fetch that settles synchronously releases
+        # the waiters at once, and one added after that would never fire.
+        waiter: Deferred[None] = Deferred()
+        self._waiters.append(waiter)
         if self._pending is None:
             self._attempted_at = now
             fetching = self._fetch()
             self._pending = fetching.addCallbacks(self._fetched, self._fetch_failed)
             self._pending.addCallback(self._release)
-        waiter: Deferred[None] = Deferred()
-        self._waiters.append(waiter)
         return waiter
 
     def _fetch(self) -> Deferred[tuple[VerifyingKey, ...]]:
