@@ -204,15 +204,15 @@ class GatewayAPI:
             for value in values:
                 metadata.append((key, _metadata_value(key, value)))
         peer = getattr(request.getClientAddress(), "host", None)
-        forwarded = request.getHeader(b"x-forwarded-for")
-        chain = [forwarded.decode("latin-1")] if forwarded else []
+        forwarded = _printable(request.getHeader(b"x-forwarded-for"))
+        chain = [forwarded] if forwarded else []
         if peer:
             chain.append(peer)
         if chain:
             metadata.append(("x-forwarded-for", ", ".join(chain)))
-        host = request.getHeader(b"host")
+        host = _printable(request.getHeader(b"host"))
         if host:
-            metadata.append(("x-forwarded-host", host.decode("latin-1")))
+            metadata.append(("x-forwarded-host", host))
         ctx = context_of(request)
         if ctx is not None:
             metadata.append(("x-request-id", ctx.request_id))
@@ -283,6 +283,14 @@ class GatewayAPI:
     def _unexpected(self, request: IRequest, failure: Failure) -> bytes:
         self.log.failure("Unexpected failure serving {path}", failure, path=request.path)
         return error_bytes(request, GatewayError(13, "internal gateway error"))
+
+
+def _printable(value: bytes | None) -> str | None:
+    """A header value gRPC metadata can carry, or None (a client's odd bytes are dropped)."""
+    if not value:
+        return None
+    text = value.decode("latin-1")
+    return text if text.isascii() and text.isprintable() else None
 
 
 def _remember_json(body: bytes, reply: SharedReply) -> bytes:

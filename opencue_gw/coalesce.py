@@ -36,8 +36,9 @@ _PER_REQUEST_KEYS = frozenset({"x-request-id", "x-forwarded-for", "x-forwarded-h
 # Answers above this size are shared while in flight but not kept in the cache.
 _MAX_CACHED_BYTES = 64 * 1024 * 1024
 _MAX_CACHED_ENTRIES = 4096
-# The cache as a whole never holds more than this much protobuf.
-_MAX_CACHE_BYTES = 256 * 1024 * 1024
+# The cache as a whole never holds more than this much protobuf; with the JSON each
+# entry may also keep, memory is a small multiple of it.
+_MAX_CACHE_BYTES = 64 * 1024 * 1024
 
 
 class SharedReply:
@@ -112,14 +113,17 @@ class CoalescingUpstream:
             d.callback(cached)
             return d
         entry = self._in_flight.get(key)
-        if entry is None:
-            call = self._upstream.call(rpc, request, timeout=timeout, metadata=metadata)
-            entry = _InFlight(call)
-            self._in_flight[key] = entry
-            call.addBoth(self._settled, key, entry)
-        elif self._metrics is not None:
-            self._metrics.coalesced_reads.inc()
-        return self._wait(entry, timeout)
+        if entry is not None:
+            if self._metrics is not None:
+                self._metrics.coalesced_reads.inc()
+            return self._wait(entry, timeout)
+        call = self._upstream.call(rpc, request, timeout=timeout, metadata=metadata)
+        entry = _InFlight(call)
+        self._in_flight[key] = entry
+        # The waiter exists before the call can settle, even if it settles at once.
+        waiter = self._wait(entry, timeout)
+        call.addBoth(self._settled, key, entry)
+        return waiter
 
     def _wait(self, entry: _InFlight, timeout: float | None) -> Deferred[SharedReply]:
         def cancel(waiter: Deferred[SharedReply]) -> None:

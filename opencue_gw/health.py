@@ -94,9 +94,16 @@ class ReadinessProbe:
 
     def _failed(self, failure: Failure) -> None:
         error = failure.value
-        reason = str(error) if isinstance(error, GatewayError) else repr(error)
+        detail = str(error) if isinstance(error, GatewayError) else repr(error)
+        # The public answer names the gRPC code only; addresses and exception text stay
+        # in the log.
+        reason = (
+            f"Cuebot did not answer ({error.code_name})"
+            if isinstance(error, GatewayError)
+            else "Cuebot probe failed"
+        )
         if reason != self.last_error:
-            self.log.warn("Cuebot readiness probe failed: {reason}", reason=reason)
+            self.log.warn("Cuebot readiness probe failed: {detail}", detail=detail)
         self.last_error = reason
 
     def _done(self, result: object) -> None:

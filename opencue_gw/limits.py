@@ -19,59 +19,94 @@ from twisted.web.server import Request
 from opencue_gw.errors import status_body
 from opencue_gw.logs import GATEWAY_OBSERVER
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "body_limited_request"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "HeadDeadline", "body_limited_request"]
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 # How long a refused client may keep sending before the connection is dropped.
 _LINGER_SECONDS = 2.0
 
 
+class HeadDeadline:
+    """
+    One deadline for a connection to deliver a complete request head.
+
+    Twisted's idle timeout restarts on every byte, so a client trickling a request
+    line or headers one byte at a time would hold a connection forever. The deadline
+    is armed when the connection opens and again after each answer; it drops the
+    connection if, when it fires, no request on it has a complete head.
+    """
+
+    log = Logger(observer=GATEWAY_OBSERVER)
+
+    def __init__(self, channel: Any, reactor: Any, timeout: float) -> None:
+        self._channel = channel
+        self._reactor = reactor
+        self._timeout = timeout
+        self._call: Any = None
+        channel._opencue_head_deadline = self
+
+    def arm(self) -> None:
+        """Start (or restart) the countdown."""
+        self.disarm()
+        self._call = self._reactor.callLater(self._timeout, self._fire)
+
+    def disarm(self) -> None:
+        """Stop the countdown (the connection went away)."""
+        call, self._call = self._call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _fire(self) -> None:
+        self._call = None
+        requests = getattr(self._channel, "requests", [])
+        if any(getattr(r, "_head_complete", False) for r in requests):
+            return
+        transport = getattr(self._channel, "transport", None)
+        if transport is None:
+            return
+        self.log.info(
+            "Dropped a client that sent no complete request head in {timeout}s",
+            timeout=self._timeout,
+            client=getattr(transport.getPeer(), "host", None),
+        )
+        transport.abortConnection()
+
+
+def _deadline_of(channel: Any) -> HeadDeadline | None:
+    deadline = getattr(channel, "_opencue_head_deadline", None)
+    return deadline if isinstance(deadline, HeadDeadline) else None
+
+
 class _BodyLimitedRequest(Request):
     """
-    A Request that refuses bodies over C{max_body} bytes as they arrive, and drops
-    clients that take longer than C{header_timeout} to send the request head.
-
-    Twisted's idle timeout restarts on every byte, so a client trickling one header
-    byte at a time would hold a connection forever; the head gets one deadline.
+    A Request that refuses bodies over C{max_body} bytes as they arrive, and tells the
+    connection's L{HeadDeadline} when its head is complete and when it is answered.
     """
 
     max_body = DEFAULT_MAX_BODY_BYTES
-    header_timeout: float | None = None
     log = Logger(observer=GATEWAY_OBSERVER)
     _received = 0
     _refused = False
-    _head_timer: Any = None
+    _head_complete = False
 
-    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(channel, *args, **kwargs)
-        reactor = getattr(getattr(channel, "site", None), "reactor", None)
-        if self.header_timeout and reactor is not None:
-            self._head_timer = reactor.callLater(self.header_timeout, self._head_too_slow)
-
-    def _head_too_slow(self) -> None:
-        self._head_timer = None
-        transport = getattr(self.channel, "transport", None)
-        if transport is not None:
-            self.log.info(
-                "Dropped a client still sending its request head after {timeout}s",
-                timeout=self.header_timeout,
-                client=getattr(transport.getPeer(), "host", None),
-            )
-            transport.abortConnection()
-
-    def _head_done(self) -> None:
-        timer, self._head_timer = self._head_timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+    def finish(self) -> None:
+        """Answered: the connection gets a fresh deadline for its next request head."""
+        # Twisted forgets the channel when the request is done: look it up first.
+        deadline = _deadline_of(getattr(self, "channel", None))
+        super().finish()
+        if deadline is not None and not getattr(self, "_disconnected", False):
+            deadline.arm()
 
     def connectionLost(self, reason: Any) -> None:
         """No deadline outlives its connection."""
-        self._head_done()
+        deadline = _deadline_of(getattr(self, "channel", None))
+        if deadline is not None:
+            deadline.disarm()
         super().connectionLost(reason)
 
     def gotLength(self, length: int | None) -> None:
         """The head is complete; refuse at once if the declared length is too large."""
-        self._head_done()
+        self._head_complete = True
         if length is not None and length > self.max_body:
             self._refuse(length)
             return
@@ -126,10 +161,6 @@ class _BodyLimitedRequest(Request):
             transport.loseConnection()
 
 
-def body_limited_request(max_body: int, header_timeout: float | None = None) -> type[Request]:
-    """A request class for a Site with these limits."""
-    return type(
-        "BodyLimitedRequest",
-        (_BodyLimitedRequest,),
-        {"max_body": max_body, "header_timeout": header_timeout},
-    )
+def body_limited_request(max_body: int) -> type[Request]:
+    """A request class for a Site that refuses bodies over C{max_body} bytes."""
+    return type("BodyLimitedRequest", (_BodyLimitedRequest,), {"max_body": max_body})

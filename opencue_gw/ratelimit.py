@@ -33,6 +33,8 @@ RateFor = Callable[[Identity], "tuple[float, float] | None"]
 
 # Beyond this many callers tracked, buckets that have refilled are forgotten.
 _PRUNE_ABOVE = 50_000
+# ...and at most this often, so a flood of new callers does not cost a scan per request.
+_PRUNE_EVERY = 10.0
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,10 @@ class TokenBuckets:
         self.rate = rate
         self.burst = max(burst, 1.0)
         self._rate_for = rate_for
-        self._buckets: dict[str, tuple[float, float]] = {}
+        # key -> (tokens, last seen, rate, burst): each bucket remembers its own limits,
+        # which a role override may have made different from the defaults.
+        self._buckets: dict[str, tuple[float, float, float, float]] = {}
+        self._pruned_at = clock.seconds()
 
     def limits_for(self, identity: Identity | None) -> tuple[float, float]:
         """The caller's (rate, burst): a role override from the policy, or the default."""
@@ -90,14 +95,14 @@ class TokenBuckets:
     def take(self, key: str, rate: float, burst: float) -> Decision:
         """Spend one token from C{key}'s bucket if there is one."""
         now = self._clock.seconds()
-        tokens, last = self._buckets.get(key, (burst, now))
+        tokens, last, _, _ = self._buckets.get(key, (burst, now, rate, burst))
         tokens = min(burst, tokens + (now - last) * rate)
         allowed = tokens >= 1.0
         if allowed:
             tokens -= 1.0
-        if len(self._buckets) > _PRUNE_ABOVE:
+        if len(self._buckets) > _PRUNE_ABOVE and now - self._pruned_at >= _PRUNE_EVERY:
             self._prune(now)
-        self._buckets[key] = (tokens, now)
+        self._buckets[key] = (tokens, now, rate, burst)
         return Decision(
             allowed=allowed,
             limit=int(burst),
@@ -107,10 +112,12 @@ class TokenBuckets:
         )
 
     def _prune(self, now: float) -> None:
+        # A bucket that has refilled is the same as no bucket: forget it.
+        self._pruned_at = now
         full = [
             key
-            for key, (tokens, last) in self._buckets.items()
-            if tokens + (now - last) * self.rate >= self.burst
+            for key, (tokens, last, rate, burst) in self._buckets.items()
+            if rate <= 0 or tokens + (now - last) * rate >= burst
         ]
         for key in full:
             del self._buckets[key]

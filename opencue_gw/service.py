@@ -92,6 +92,17 @@ class GatewayService(MultiService):
         self._grace = grace_period
         self.connections = connections
 
+    def startService(self) -> None:
+        """
+        Start the children; a SIGHUP (log rotation) must not kill the gateway.
+
+        Its default action is to terminate. The audit log's service, if any, replaces
+        this with a reopen when it starts; without one the signal is ignored.
+        """
+        if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        super().startService()
+
     def stopService(self) -> Deferred[None]:
         """Listeners first, then the drain, then the rest in reverse start order."""
         Service.stopService(self)

@@ -43,7 +43,7 @@ from opencue_gw.edge import Edge, InFlight
 from opencue_gw.guard import BearerGuard
 from opencue_gw.health import PROBE_PATH, MetricsResource, ReadinessProbe, public_health
 from opencue_gw.jwks import JWKSCache
-from opencue_gw.limits import body_limited_request
+from opencue_gw.limits import HeadDeadline, body_limited_request
 from opencue_gw.logs import GATEWAY_OBSERVER, set_log_level
 from opencue_gw.metrics import GatewayMetrics
 from opencue_gw.ratelimit import RateLimitedResource, TokenBuckets
@@ -53,6 +53,7 @@ from opencue_gw.service import CuebotService, GatewayService, ThreadPoolService
 from opencue_gw.workers import (
     WORKER_FD,
     AdoptedPortService,
+    ParentWatchService,
     WorkerPoolService,
     shareable,
     worker_argv,
@@ -147,8 +148,18 @@ class GatewaySite(Site):
     displayTracebacks = False
     noisy = False
 
+    head_timeout: float | None = None
+
     def log(self, request: Any) -> None:
         """The edge writes a richer access event; Site's own line would duplicate it."""
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """Each connection gets a deadline for delivering its request heads."""
+        protocol = super().buildProtocol(addr)
+        if self.head_timeout and protocol is not None:
+            channel = getattr(protocol, "_channel", protocol)
+            HeadDeadline(channel, self.reactor, self.head_timeout).arm()
+        return protocol
 
 
 def public_resources(config: GatewayConfig, api: GatewayAPI) -> dict[bytes, IResource]:
@@ -285,13 +296,17 @@ def build_service(config: GatewayConfig, reactor: Any) -> GatewayService:
         config, reactor, upstream, in_flight, pool, probe=probe, audit=audit, metrics=metrics
     )
     site = GatewaySite(resource, timeout=config.http_timeout)
-    site.requestFactory = body_limited_request(config.max_body_bytes, config.http_timeout)
+    site.requestFactory = body_limited_request(config.max_body_bytes)
+    site.head_timeout = config.http_timeout
     connections = root.connections = ConnectionTracker(site)
 
     if config.worker_fd is not None:
         adopted = AdoptedPortService(reactor, config.worker_fd, connections)
         adopted.setName("http-0")
         adopted.setServiceParent(root)
+        watch = ParentWatchService(reactor)
+        watch.setName("parent-watch")
+        watch.setServiceParent(root)
         return root
     for index, description in enumerate(config.listen):
         try:
@@ -352,7 +367,7 @@ def build_supervisor(config: GatewayConfig, reactor: Any, env: Mapping[str, str]
         reactor,
         config.workers,
         config.listen[0],
-        lambda: worker_argv(sys.argv, [*extra(), "--worker-fd", str(WORKER_FD)]),
+        lambda index: worker_argv(sys.argv, [*extra(), "--worker-fd", str(WORKER_FD)], index),
         lambda: worker_env,
         config.grace_period,
     )

@@ -13,6 +13,7 @@ stop.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ from opencue_gw.logs import GATEWAY_OBSERVER
 
 __all__ = [
     "AdoptedPortService",
+    "ParentWatchService",
     "WorkerPoolService",
     "listening_socket",
     "worker_argv",
@@ -83,10 +85,36 @@ def listening_socket(description: str) -> socket.socket:
     return sock
 
 
-def worker_argv(argv: Sequence[str], extra: Sequence[str]) -> list[str]:
+def _twistd_options(before: Sequence[str], index: int) -> list[str]:
     """
-    A worker's twistd command line: the parent's subcommand options without the ones
-    that only the parent acts on (workers, demo, listeners), plus C{extra}.
+    The parent's twistd options a worker needs too: the reactor and where logs go
+    (a log file gets a per-worker name, since processes must not share a rotating file).
+    """
+    kept: list[str] = []
+    args = list(before)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, value = arg.partition("=")
+        takes_value = name in ("--logger", "--reactor", "-r", "--logfile", "-l", "--prefix")
+        if takes_value and not eq and i + 1 < len(args):
+            value = args[i + 1]
+            i += 1
+        if name in ("--logfile", "-l") and value not in ("", "-"):
+            kept.append(f"--logfile={value}.worker{index}")
+        elif name in ("--logger", "--reactor", "-r", "--prefix", "--logfile", "-l"):
+            kept.append(f"{name}={value}")
+        elif name == "--syslog":
+            kept.append(name)
+        i += 1
+    return kept
+
+
+def worker_argv(argv: Sequence[str], extra: Sequence[str], index: int = 0) -> list[str]:
+    """
+    A worker's twistd command line: the parent's logging and reactor options, and its
+    subcommand options without the ones only the parent acts on (workers, demo,
+    listeners), plus C{extra}.
     """
     try:
         start = list(argv).index("opencue-gateway") + 1
@@ -110,9 +138,13 @@ def worker_argv(argv: Sequence[str], extra: Sequence[str]) -> list[str]:
     return [
         sys.executable,
         "-c",
+        # SIGHUP is ignored from the first instruction: the parent forwards it for log
+        # rotation, possibly before the worker has installed a handler of its own.
+        "import signal; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
         "from twisted.scripts.twistd import run; run()",
         "--nodaemon",
         "--pidfile=",
+        *_twistd_options(argv[1 : max(start - 1, 1)], index),
         "opencue-gateway",
         *kept,
         *extra,
@@ -162,7 +194,7 @@ class WorkerPoolService(Service):
         reactor: Any,
         count: int,
         description: str,
-        argv: Callable[[], list[str]],
+        argv: Callable[[int], list[str]],
         env: Callable[[], dict[str, str]],
         grace_period: float,
     ) -> None:
@@ -177,6 +209,7 @@ class WorkerPoolService(Service):
         self._exits: dict[int, Deferred[None]] = {}
         self._failures: dict[int, int] = {}
         self._stopping = False
+        self._previous_hup: Any = None
 
     def privilegedStartService(self) -> None:
         """Bind the shared socket now, before twistd drops privileges."""
@@ -185,10 +218,21 @@ class WorkerPoolService(Service):
         self.log.info("Listening on {description} for the workers", description=self._description)
 
     def startService(self) -> None:
-        """Start every worker."""
+        """Start every worker; from now on SIGHUP (log rotation) is passed on to them."""
         super().startService()
+        self._previous_hup = signal.signal(signal.SIGHUP, self._on_hup)
         for index in range(self.count):
             self._spawn(index)
+
+    def _on_hup(self, signum: int, frame: object) -> None:
+        self._reactor.callFromThread(self._signal_all, "HUP")
+
+    def _signal_all(self, name: str) -> None:
+        for process in list(self._workers.values()):
+            try:
+                process.signalProcess(name)
+            except OSError:
+                continue
 
     def _spawn(self, index: int) -> None:
         if self._stopping or self._sock is None:
@@ -198,7 +242,7 @@ class WorkerPoolService(Service):
         self._workers[index] = self._reactor.spawnProcess(
             protocol,
             sys.executable,
-            self._argv(),
+            self._argv(index),
             env=env,
             childFDs={0: "w", 1: 1, 2: 2, WORKER_FD: self._sock.fileno()},
         )
@@ -230,6 +274,9 @@ class WorkerPoolService(Service):
         """SIGTERM every worker, wait for their graceful stop, then close the socket."""
         super().stopService()
         self._stopping = True
+        if self._previous_hup is not None:
+            signal.signal(signal.SIGHUP, self._previous_hup)
+            self._previous_hup = None
         waits = list(self._exits.values())
         for process in list(self._workers.values()):
             try:
@@ -254,3 +301,40 @@ class WorkerPoolService(Service):
                 process.signalProcess("KILL")
             except OSError:
                 continue
+
+
+class ParentWatchService(Service):
+    """
+    In a worker: stop gracefully, as on SIGTERM, when the supervising parent is gone,
+    instead of serving on as an orphan that keeps the port.
+
+    The parent is gone when this process is re-parented (its parent pid changes); a
+    poll every second costs nothing and needs no pipe or signal set-up.
+    """
+
+    def __init__(self, reactor: Any, interval: float = 1.0) -> None:
+        self._reactor = reactor
+        self._interval = interval
+        self._parent = os.getppid()
+        self._call: Any = None
+
+    def startService(self) -> None:
+        """Start polling."""
+        super().startService()
+        self._parent = os.getppid()
+        self._call = self._reactor.callLater(self._interval, self._check)
+
+    def _check(self) -> None:
+        self._call = None
+        if os.getppid() != self._parent:
+            WorkerPoolService.log.warn("The supervising process is gone; stopping this worker")
+            self._reactor.stop()
+            return
+        self._call = self._reactor.callLater(self._interval, self._check)
+
+    def stopService(self) -> None:
+        """Stop polling."""
+        super().stopService()
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None

@@ -44,6 +44,7 @@ def served(scripted_gateway: GatewayHarness) -> Iterator[Served]:
     """The tree on a real port with a 1 KiB body limit and a 1 s HTTP timeout."""
     site = GatewaySite(scripted_gateway.resource, timeout=1.0)
     site.requestFactory = body_limited_request(LIMIT)
+    site.head_timeout = 1.0
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
     yield Served(port.getHost().port, scripted_gateway)
     port.stopListening()
@@ -197,6 +198,37 @@ async def test_half_a_request_line_is_disconnected_after_the_timeout(served: Ser
     elapsed, data = await deferToThread(talk)
     assert 0.8 <= elapsed < 5.0
     assert b"200 OK" not in data
+
+
+@pytest.mark.parametrize(
+    "trickle",
+    [b"POST /show.ShowInterface/GetShows HTTP/1.1\r\n", b"POST / HTTP/1.1\r\nHost: gw\r\nX-Pad: "],
+)
+@pytest_twisted.ensureDeferred
+async def test_trickled_request_head_is_dropped_at_the_deadline(
+    trickle: bytes, served: Served
+) -> None:
+    """A client sending its request line or headers a byte every 0.2 s is dropped after ~1 s."""
+
+    def talk() -> float:
+        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as conn:
+            started = time.monotonic()
+            payload = trickle + b"x" * 200
+            for index in range(len(payload)):
+                try:
+                    conn.sendall(payload[index : index + 1])
+                except OSError:
+                    return time.monotonic() - started
+                ready, _, _ = select.select([conn], [], [], 0.2)
+                try:
+                    if ready and conn.recv(4096) == b"":
+                        return time.monotonic() - started
+                except OSError:  # aborted: a reset rather than a FIN
+                    return time.monotonic() - started
+            return time.monotonic() - started
+
+    elapsed = await deferToThread(talk)
+    assert 0.8 <= elapsed < 3.0
 
 
 @pytest_twisted.ensureDeferred

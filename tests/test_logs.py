@@ -77,3 +77,26 @@ def test_debug_threshold_lets_debug_through(published: list[LogEvent]) -> None:
     set_log_level(LogLevel.debug)
     log.debug("now visible")
     assert [e["log_format"] for e in published] == ["now visible"]
+
+
+def test_json_observer_writes_one_json_object_per_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The --logger factory writes each event as JSON with its named fields intact."""
+    import io
+    import json
+    import sys
+
+    from twisted.logger import Logger
+
+    from opencue_gw.logs import json_observer
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", buffer)
+    observer = json_observer()
+    Logger(namespace="opencue_gw.edge.Edge", observer=observer).info(
+        "{method} {path} {status}", method="POST", path="/x", status=200, request_id="r1"
+    )
+    line = buffer.getvalue().strip().strip("\x1e")
+    event = json.loads(line)
+    assert event["status"] == 200 and event["request_id"] == "r1"

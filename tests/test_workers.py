@@ -137,3 +137,38 @@ def test_worker_argv_drops_parent_only_options() -> None:
     built = worker_argv(argv, ["--worker-fd", "3"])
     assert built[-5:] == ["opencue-gateway", "--read-cache-ms", "500", "--worker-fd", "3"]
     assert "--demo" not in built and "--workers" not in built
+
+
+def test_worker_argv_passes_logging_and_reactor_on() -> None:
+    """--logger/--reactor go to workers; a log file gets a per-worker name."""
+    argv = [
+        "twistd",
+        "--logfile",
+        "/var/log/gw.log",
+        "--reactor=epoll",
+        "-n",
+        "opencue-gateway",
+        "--workers",
+        "2",
+    ]
+    built = worker_argv(argv, ["--worker-fd", "3"], index=1)
+    twistd_part = built[: built.index("opencue-gateway")]
+    assert "--logfile=/var/log/gw.log.worker1" in twistd_part
+    assert "--reactor=epoll" in twistd_part
+
+
+def test_sighup_is_passed_on_and_parent_death_stops_workers(
+    pool: subprocess.Popen[bytes],
+) -> None:
+    """SIGHUP leaves the pool running; SIGKILL of the parent makes the workers exit."""
+    port = pool.port  # type: ignore[attr-defined]
+    _wait_for(lambda: len(_children(pool.pid)) == 2)
+    _wait_for(lambda: _get(port, "/healthz") == 200)
+    workers = _children(pool.pid)
+    pool.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    assert pool.poll() is None
+    assert sorted(_children(pool.pid)) == sorted(workers)
+    pool.kill()
+    pool.wait()
+    _wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), limit=15)
