@@ -33,7 +33,7 @@ from opencue_gw.auth import Identity
 from opencue_gw.bodywriter import write_body
 from opencue_gw.coalesce import SharedReply
 from opencue_gw.codec import RequestDecodeError, decode_message, encode
-from opencue_gw.context import context_of
+from opencue_gw.context import context_of, request_id_of
 from opencue_gw.errors import GatewayError
 from opencue_gw.logs import GATEWAY_OBSERVER
 from opencue_gw.policy import Policy
@@ -273,6 +273,7 @@ class GatewayAPI:
                 code=error.code_name,
                 rpc=request.path.decode("latin-1"),
                 message=error.message,
+                request_id=request_id_of(request),
             )
         return error_bytes(request, error)
 
@@ -281,7 +282,12 @@ class GatewayAPI:
         return error_bytes(request, GatewayError(1, "request cancelled"))
 
     def _unexpected(self, request: IRequest, failure: Failure) -> bytes:
-        self.log.failure("Unexpected failure serving {path}", failure, path=request.path)
+        self.log.failure(
+            "Unexpected failure serving {path}",
+            failure,
+            path=request.path,
+            request_id=request_id_of(request),
+        )
         return error_bytes(request, GatewayError(13, "internal gateway error"))
 
 

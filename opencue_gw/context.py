@@ -16,7 +16,7 @@ from zope.interface import Interface
 
 from opencue_gw.auth import Identity
 
-__all__ = ["IRequestContext", "RequestContext", "context_of"]
+__all__ = ["IRequestContext", "RequestContext", "context_of", "request_id_of"]
 
 
 class IRequestContext(Interface):
@@ -46,3 +46,9 @@ def context_of(request: IRequest) -> RequestContext | None:
         return None
     ctx = get(IRequestContext)
     return ctx if isinstance(ctx, RequestContext) else None
+
+
+def request_id_of(request: IRequest) -> str | None:
+    """The request id, for log events that must name the request they are about."""
+    ctx = context_of(request)
+    return ctx.request_id if ctx is not None else None

@@ -177,7 +177,11 @@ class Edge:
         try:
             return inner.render(request)
         except Exception:
-            self.log.failure("Unexpected failure rendering {path}", path=request.path)
+            self.log.failure(
+                "Unexpected failure rendering {path}",
+                path=request.path,
+                request_id=ctx.request_id,
+            )
             finish_error(request, GatewayError(13, "internal gateway error"))
             return NOT_DONE_YET
 

@@ -22,7 +22,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from opencue_gw.auth import BearerCredentialFactory, TokenRejected, split_authorization
-from opencue_gw.context import context_of
+from opencue_gw.context import context_of, request_id_of
 from opencue_gw.errors import GatewayError
 from opencue_gw.logs import GATEWAY_OBSERVER
 from opencue_gw.respond import finish_error
@@ -95,11 +95,18 @@ class BearerGuard:
         elif failure.check(UnauthorizedLogin):
             self._refuse(request, "unauthorized", "unauthorized")
         else:
-            self.log.failure("Authentication failed unexpectedly", failure)
+            self.log.failure(
+                "Authentication failed unexpectedly", failure, request_id=request_id_of(request)
+            )
             finish_error(request, GatewayError(13, "internal error while authenticating"))
 
     def _render_failed(self, failure: Failure, request: IRequest) -> None:
-        self.log.failure("Unexpected failure rendering {path}", failure, path=request.path)
+        self.log.failure(
+            "Unexpected failure rendering {path}",
+            failure,
+            path=request.path,
+            request_id=request_id_of(request),
+        )
         if getattr(request, "startedWriting", False):
             # Part of an answer is out; a JSON error now would corrupt it.
             if not getattr(request, "finished", False) and not getattr(

@@ -211,6 +211,7 @@ async def test_unexpected_failure_is_500_json_logged_once(
     failures = [e for e in events if "log_failure" in e]
     assert len(failures) == 1
     failures[0]["log_failure"].trap(RuntimeError)
+    assert failures[0]["request_id"] == reply.header("x-request-id")
 
 
 def test_gateway_error_str_names_code() -> None:
