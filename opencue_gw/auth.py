@@ -17,8 +17,10 @@ move time and the messages say exactly what was wrong.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -60,6 +62,10 @@ __all__ = [
 
 # Far above any real token (CueWeb's are ~200 bytes) yet small enough that a hostile
 # header costs nothing to refuse.
+# Verified tokens remembered, and for how long (seconds): see JWTVerifier._remembered.
+VERIFIED_CACHE_SIZE = 10_000
+VERIFIED_TTL = 60.0
+
 MAX_TOKEN_BYTES = 8192
 
 # The per-decode warning would fire on every request; the gateway warns once at
@@ -181,6 +187,34 @@ class JWTVerifier:
         self._clock = clock
         self._require_exp = require_exp
         self._leeway = leeway
+        self._verified: OrderedDict[bytes, tuple[float, Identity]] = OrderedDict()
+
+    def _remembered(self, token: bytes) -> Identity | None:
+        """
+        The identity of a token whose signature was verified in the last
+        L{VERIFIED_TTL} seconds, after checking its times again against the clock.
+
+        Scripts and dashboards send the same token on every call; verifying its
+        signature again each time is most of what authentication costs. Only a token
+        byte-for-byte identical to a verified one hits, and never for longer than
+        the TTL, so a key taken out of a JWKS stops working within that time.
+        """
+        digest = hashlib.sha256(token).digest()
+        found = self._verified.get(digest)
+        if found is None:
+            return None
+        verified_at, identity = found
+        if self._clock.seconds() - verified_at > VERIFIED_TTL:
+            del self._verified[digest]
+            return None
+        self._check_times(identity.claims)
+        return identity
+
+    def _remember(self, token: bytes, identity: Identity) -> Identity:
+        self._verified[hashlib.sha256(token).digest()] = (self._clock.seconds(), identity)
+        while len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return identity
 
     def verify(self, token: bytes) -> Identity:
         """
@@ -189,6 +223,9 @@ class JWTVerifier:
         Synchronous: a JWKS token is checked against the keys already fetched only.
         L{verify_deferred} is the complete check.
         """
+        remembered = self._remembered(token)
+        if remembered is not None:
+            return remembered
         alg, kid = _algorithm_and_kid(token)
         key = self._static_key(alg, kid)
         if key is None:
@@ -196,19 +233,22 @@ class JWTVerifier:
             key = self._jwks.cached(kid, alg)
             if key is None:
                 raise TokenRejected("unknown_kid", "token is unverifiable: unknown key id")
-        return self._check(token, alg, key)
+        return self._remember(token, self._check(token, alg, key))
 
     def verify_deferred(self, token: bytes) -> Deferred[Identity]:
         """Like L{verify}, fetching the JWKS when the token needs a key not yet known."""
         try:
+            remembered = self._remembered(token)
+            if remembered is not None:
+                return succeed(remembered)
             alg, kid = _algorithm_and_kid(token)
             key = self._static_key(alg, kid)
             if key is None:
                 assert self._jwks is not None
                 return self._jwks.key_for(kid, alg).addCallback(
-                    lambda found: self._check(token, alg, found)
+                    lambda found: self._remember(token, self._check(token, alg, found))
                 )
-            return succeed(self._check(token, alg, key))
+            return succeed(self._remember(token, self._check(token, alg, key)))
         except TokenRejected:
             return fail()
 

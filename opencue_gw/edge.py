@@ -10,8 +10,8 @@ subclassing C{Site}, so tests through StubTreq exercise it too.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -229,4 +229,4 @@ def _request_id(request: IRequest) -> str:
         text = offered.decode("latin-1")
         if _REQUEST_ID.match(text):
             return text
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()

@@ -400,3 +400,56 @@ def test_mint_token_without_role_and_other_alg() -> None:
     identity = verifier().verify(tok.encode())
     assert identity.role is None
     assert "role" not in identity.claims
+
+
+class VerifiedTokenMemoryTests(SynchronousTestCase):
+    """A token verified a moment ago is not verified again, but its times still are."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        self.verifier = JWTVerifier(SECRET, self.clock)
+        self.decodes: list[bytes] = []
+        real = jwt.decode
+
+        def counting(token: Any, *args: Any, **kwargs: Any) -> Any:
+            self.decodes.append(token)
+            return real(token, *args, **kwargs)
+
+        self.patch(jwt, "decode", counting)
+        self.token = mint_token(SECRET, sub="poller", now=NOW, ttl=300).encode()
+
+    def test_repeated_token_is_verified_once(self) -> None:
+        """The second use of the same token answers from memory, with the same identity."""
+        first = self.verifier.verify(self.token)
+        second = self.verifier.verify(self.token)
+        self.assertEqual(first, second)
+        self.assertEqual(len(self.decodes), 1)
+
+    def test_remembered_token_still_expires(self) -> None:
+        """Once the clock passes exp, the remembered token is refused like any other."""
+        self.verifier.verify(self.token)
+        self.clock.advance(301)
+        with self.assertRaises(TokenRejected) as caught:
+            self.verifier.verify(self.token)
+        self.assertEqual(caught.exception.reason, "expired")
+
+    def test_memory_lasts_at_most_the_ttl(self) -> None:
+        """After VERIFIED_TTL seconds the signature is checked again."""
+        from opencue_gw.auth import VERIFIED_TTL
+
+        self.verifier.verify(self.token)
+        self.clock.advance(VERIFIED_TTL + 1)
+        self.verifier.verify(self.token)
+        self.assertEqual(len(self.decodes), 2)
+
+    def test_a_different_signature_is_not_remembered(self) -> None:
+        """A token that differs from a verified one in any byte is checked in full."""
+        self.verifier.verify(self.token)
+        head, payload, signature = self.token.split(b".")
+        forged = b".".join(
+            [head, payload, signature[:-2] + (b"AA" if signature[-2:] != b"AA" else b"BB")]
+        )
+        with self.assertRaises(TokenRejected):
+            self.verifier.verify(forged)
+        self.assertEqual(len(self.decodes), 2)
