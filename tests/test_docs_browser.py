@@ -39,7 +39,8 @@ def demo(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 def test_docs_page_lists_interfaces_and_tries_a_call(demo: tuple[str, str]) -> None:
     """The page loads with no outside requests, lists the interfaces, and GetShows runs."""
-    sync_api = pytest.importorskip("playwright.sync_api")
+    from playwright import sync_api
+
     base, bearer = demo
     requested: list[str] = []
     with sync_api.sync_playwright() as playwright:

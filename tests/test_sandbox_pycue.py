@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import opencue
 import pytest
 
 from opencue_gw.sandbox import Sandbox
-
-opencue = pytest.importorskip("opencue")
 
 
 @pytest.fixture
