@@ -26,7 +26,6 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
-from zope.interface import implementer
 
 from opencue_gw.audit import AuditLog
 from opencue_gw.auth import Identity
@@ -35,6 +34,7 @@ from opencue_gw.coalesce import SharedReply
 from opencue_gw.codec import RequestDecodeError, decode_message, encode
 from opencue_gw.context import context_of, request_id_of
 from opencue_gw.errors import GatewayError
+from opencue_gw.leaf import LeafResource
 from opencue_gw.logs import GATEWAY_OBSERVER
 from opencue_gw.policy import Policy
 from opencue_gw.respond import error_bytes, set_json_headers
@@ -316,23 +316,12 @@ def _metadata_value(key: str, value: bytes) -> str | bytes:
     return text
 
 
-@implementer(IResource)
-class CallerResource:
+class CallerResource(LeafResource):
     """The route tree as one caller's avatar: notes the identity, then routes."""
-
-    isLeaf = True
 
     def __init__(self, identity: Identity, resource: IResource) -> None:
         self.identity = identity
         self._resource = resource
-
-    def getChildWithDefault(self, name: bytes, request: IRequest) -> IResource:
-        """A leaf: never asked for children."""
-        return self
-
-    def putChild(self, path: bytes, child: IResource) -> None:
-        """Children belong to the route tree, not to one caller's view of it."""
-        raise ValueError("CallerResource does not take children")
 
     def render(self, request: IRequest) -> Any:
         """Route the request on behalf of this caller."""

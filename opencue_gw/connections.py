@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+
+from opencue_gw.waiting import UntilNone
 
 __all__ = ["ConnectionTracker"]
 
@@ -25,15 +27,13 @@ class ConnectionTracker(WrappingFactory):
 
     def __init__(self, wrappedFactory: Any) -> None:
         super().__init__(wrappedFactory)
-        self._empty: list[Deferred[bool]] = []
+        self._empty = UntilNone()
 
     def unregisterProtocol(self, p: ProtocolWrapper) -> None:
         """A connection ended; wake whoever waits for the last one."""
         super().unregisterProtocol(p)
         if not self.protocols:
-            waiting, self._empty = self._empty, []
-            for d in waiting:
-                d.callback(True)
+            self._empty.none_left()
 
     def close_all(self, timeout: float, clock: IReactorTime) -> Deferred[bool]:
         """
@@ -43,20 +43,7 @@ class ConnectionTracker(WrappingFactory):
         """
         if not self.protocols:
             return succeed(True)
-        d: Deferred[bool] = Deferred()
-        self._empty.append(d)
+        d = self._empty.wait(timeout, clock)
         for wrapper in list(self.protocols):
             wrapper.loseConnection()
-        timer: IDelayedCall = clock.callLater(timeout, self._give_up, d)
-
-        def stop_timer(result: bool) -> bool:
-            if timer.active():
-                timer.cancel()
-            return result
-
-        return d.addCallback(stop_timer)
-
-    def _give_up(self, d: Deferred[bool]) -> None:
-        if d in self._empty:
-            self._empty.remove(d)
-            d.callback(False)
+        return d

@@ -16,10 +16,10 @@ from typing import Any
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from twisted.web.server import Request
-from zope.interface import implementer
 
 from opencue_gw.api import GatewayAPI
 from opencue_gw.errors import GatewayError
+from opencue_gw.leaf import LeafResource
 from opencue_gw.openapi import openapi_bytes
 from opencue_gw.resources import bind_routes
 from opencue_gw.respond import error_bytes
@@ -47,14 +47,11 @@ def _static(name: str) -> bytes:
     return (package_files.files("opencue_gw") / "docs_static" / name).read_bytes()
 
 
-@implementer(IResource)
-class DocsResource:
+class DocsResource(LeafResource):
     """
     Answers the document, the page and its assets by the request's full path, so the
     same resource works as a public path of the edge and as a route behind the guard.
     """
-
-    isLeaf = True
 
     def __init__(self, api: GatewayAPI) -> None:
         self._rpcs = api.rpcs
@@ -72,14 +69,6 @@ class DocsResource:
         if self._spec is None:
             self._spec = openapi_bytes(self._rpcs, self._routes)
         return self._spec
-
-    def getChildWithDefault(self, name: bytes, request: IRequest) -> IResource:
-        """A leaf: dispatches on the whole path."""
-        return self
-
-    def putChild(self, path: bytes, child: IResource) -> None:
-        """Nothing lives below the documentation."""
-        raise ValueError("DocsResource does not take children")
 
     def render(self, request: Request) -> bytes:  # type: ignore[override]
         """Serve the document, the page or one asset; 404/405 as JSON otherwise."""

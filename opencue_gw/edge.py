@@ -16,20 +16,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET, Request
-from zope.interface import implementer
 
 from opencue_gw.context import IRequestContext, RequestContext
 from opencue_gw.cors import CorsPolicy
 from opencue_gw.errors import GatewayError
+from opencue_gw.leaf import LeafResource
 from opencue_gw.logs import GATEWAY_OBSERVER
 from opencue_gw.metrics import GatewayMetrics
 from opencue_gw.respond import finish_error
+from opencue_gw.waiting import UntilNone
 
 __all__ = ["Edge", "InFlight"]
 
@@ -49,7 +50,7 @@ class InFlight:
     def __init__(self) -> None:
         self.count = 0
         self.draining = False
-        self._idle: list[Deferred[bool]] = []
+        self._idle = UntilNone()
 
     def enter(self) -> None:
         """A request started."""
@@ -59,9 +60,7 @@ class InFlight:
         """A request finished (or its client went away)."""
         self.count -= 1
         if self.count == 0:
-            waiting, self._idle = self._idle, []
-            for d in waiting:
-                d.callback(True)
+            self._idle.none_left()
 
     def drain(self, grace: float, clock: IReactorTime) -> Deferred[bool]:
         """
@@ -73,28 +72,17 @@ class InFlight:
         self.draining = True
         if self.count == 0:
             return succeed(True)
-        d: Deferred[bool] = Deferred()
-        self._idle.append(d)
-        timer: IDelayedCall = clock.callLater(grace, self._give_up, d)
+        return self._idle.wait(grace, clock).addCallback(self._report)
 
-        def cancel_timer(result: bool) -> bool:
-            if timer.active():
-                timer.cancel()
-            return result
-
-        return d.addCallback(cancel_timer)
-
-    def _give_up(self, d: Deferred[bool]) -> None:
-        if d in self._idle:
-            self._idle.remove(d)
+    def _report(self, drained: bool) -> bool:
+        if not drained:
             self.log.warn(
                 "Grace period over with {count} requests still in flight", count=self.count
             )
-            d.callback(False)
+        return drained
 
 
-@implementer(IResource)
-class Edge:
+class Edge(LeafResource):
     """
     Request id, in-flight accounting, drain gate and access log around C{wrapped}.
 
@@ -103,7 +91,6 @@ class Edge:
     guarded C{wrapped} resource.
     """
 
-    isLeaf = True
     log = Logger(observer=GATEWAY_OBSERVER)
 
     def __init__(
@@ -124,14 +111,6 @@ class Edge:
         self._metrics = metrics
         self._cors = cors
         self._max_in_flight = max_in_flight
-
-    def getChildWithDefault(self, name: bytes, request: IRequest) -> IResource:
-        """A leaf: the wrapped resource routes on the whole path."""
-        return self
-
-    def putChild(self, path: bytes, child: IResource) -> None:
-        """Routes live below the guard, not here."""
-        raise ValueError("Edge does not take children")
 
     def render(self, request: Request) -> Any:  # type: ignore[override]
         """Admit, label and account for the request, then hand it inwards."""

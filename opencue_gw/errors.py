@@ -10,8 +10,9 @@ status for a gRPC code follows grpc-gateway's C{HTTPStatusFromCode} exactly.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
+
+from opencue_gw.jsoncodec import encode_status
 
 __all__ = [
     "GRPC_CODE_NAMES",
@@ -77,13 +78,9 @@ def status_body(code: int, message: str) -> bytes:
     Serialise a C{google.rpc.Status} the way grpc-gateway's default error handler does.
 
     Compact, with C{details} always present, because protojson's EmitUnpopulated emits
-    the empty list.
+    the empty list. The codec writes it, so error bodies escape text as answers do.
     """
-    return json.dumps(
-        {"code": code, "message": message, "details": []},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode("utf-8")
+    return encode_status(code, message)
 
 
 class GatewayError(Exception):

@@ -19,11 +19,11 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET, Request
-from zope.interface import implementer
 
 from opencue_gw.auth import BearerCredentialFactory, TokenRejected, split_authorization
 from opencue_gw.context import context_of, request_id_of
 from opencue_gw.errors import GatewayError
+from opencue_gw.leaf import LeafResource
 from opencue_gw.logs import GATEWAY_OBSERVER
 from opencue_gw.respond import finish_error
 
@@ -38,28 +38,18 @@ def unauthenticated(message: str) -> GatewayError:
     return GatewayError(UNAUTHENTICATED, message, headers=_CHALLENGE)
 
 
-@implementer(IResource)
-class BearerGuard:
+class BearerGuard(LeafResource):
     """
     Authenticates every request, then renders the caller's avatar resource.
 
     A leaf resource: the avatar (a Klein resource) routes on the full path itself.
     """
 
-    isLeaf = True
     log = Logger(observer=GATEWAY_OBSERVER)
 
     def __init__(self, portal: Portal, factory: BearerCredentialFactory) -> None:
         self._portal = portal
         self._factory = factory
-
-    def getChildWithDefault(self, name: bytes, request: IRequest) -> IResource:
-        """Never called for a leaf; present because L{IResource} requires it."""
-        return self
-
-    def putChild(self, path: bytes, child: IResource) -> None:
-        """The guard has no children of its own."""
-        raise ValueError("BearerGuard does not take children")
 
     def render(self, request: IRequest) -> Any:
         """Check the token; on success hand the request to the avatar."""

@@ -12,6 +12,7 @@ recorded and the loop carries on.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.internet import TimerService
@@ -26,7 +27,7 @@ from opencue_gw.edge import InFlight
 from opencue_gw.errors import GatewayError
 from opencue_gw.logs import GATEWAY_OBSERVER
 from opencue_gw.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
-from opencue_gw.respond import set_json_headers
+from opencue_gw.respond import error_bytes, set_json_headers
 from opencue_gw.rpcs import Rpc
 
 __all__ = ["LivenessResource", "MetricsResource", "ReadinessProbe", "ReadinessResource"]
@@ -121,38 +122,24 @@ class ReadinessProbe:
 
 
 class _JSONResource(Resource):
+    """A GET/HEAD resource answering JSON; any other method is a JSON 405, not a 500."""
+
     isLeaf = True
+    render_GET: Callable[[IRequest], bytes]
 
     def render_HEAD(self, request: IRequest) -> bytes:
         """Probes sometimes use HEAD; answer like GET without the body."""
         self.render_GET(request)
         return b""
 
-    def render_GET(self, request: IRequest) -> bytes:
-        """Overridden."""
-        return b""
-
-    def _method_not_allowed(self, request: IRequest) -> bytes:
-        set_json_headers(request, 405, {"Allow": "GET, HEAD"})
-        return _status(12, "Method Not Allowed")
-
-    def render_POST(self, request: IRequest) -> bytes:
-        """Only GET and HEAD make sense here."""
-        return self._method_not_allowed(request)
-
-    render_PUT = render_DELETE = render_PATCH = render_POST
-
     def render(self, request: IRequest) -> bytes:
-        """Any other method (OPTIONS, TRACE, made-up ones) is a JSON 405, not a 500."""
+        """GET and HEAD as the subclass answers them; everything else 405."""
         if request.method in (b"GET", b"HEAD"):
             return super().render(request)  # type: ignore[no-any-return]
-        return self._method_not_allowed(request)
-
-
-def _status(code: int, message: str) -> bytes:
-    return json.dumps(
-        {"code": code, "message": message, "details": []}, separators=(",", ":")
-    ).encode()
+        return error_bytes(
+            request,
+            GatewayError(12, "Method Not Allowed", http_status=405, headers={"Allow": "GET, HEAD"}),
+        )
 
 
 class LivenessResource(_JSONResource):
@@ -179,8 +166,8 @@ class ReadinessResource(_JSONResource):
         else:
             ready, reason = self._probe.ready()
         if not ready:
-            set_json_headers(request, 503, {"Retry-After": str(int(self._probe.interval))})
-            return _status(14, reason)
+            retry = {"Retry-After": str(int(self._probe.interval))}
+            return error_bytes(request, GatewayError(14, reason, headers=retry))
         set_json_headers(request, 200)
         return json.dumps({"status": "ready", "cuebot": reason}, separators=(",", ":")).encode()
 

@@ -20,10 +20,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET
-from zope.interface import implementer
 
 from opencue_gw.auth import Identity
 from opencue_gw.errors import GatewayError
+from opencue_gw.leaf import LeafResource
 from opencue_gw.metrics import GatewayMetrics
 from opencue_gw.respond import finish_error
 
@@ -131,11 +131,8 @@ def caller_key(identity: Identity | None, request: IRequest) -> str:
     return f"addr:{host}"
 
 
-@implementer(IResource)
-class RateLimitedResource:
+class RateLimitedResource(LeafResource):
     """The caller's avatar behind its bucket: answers 429 once the bucket is empty."""
-
-    isLeaf = True
 
     def __init__(
         self,
@@ -148,14 +145,6 @@ class RateLimitedResource:
         self._inner = inner
         self._buckets = buckets
         self._metrics = metrics
-
-    def getChildWithDefault(self, name: bytes, request: IRequest) -> IResource:
-        """A leaf: the inner resource routes on the whole path."""
-        return self
-
-    def putChild(self, path: bytes, child: IResource) -> None:
-        """Routes belong to the inner resource."""
-        raise ValueError("RateLimitedResource does not take children")
 
     def render(self, request: IRequest) -> Any:
         """Take a token, report the bucket, and refuse or pass the request on."""
