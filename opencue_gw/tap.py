@@ -59,7 +59,15 @@ from opencue_gw.workers import (
     worker_argv,
 )
 
-__all__ = ["GatewaySite", "Options", "build_root_resource", "build_service", "makeService"]
+__all__ = [
+    "GatewaySite",
+    "Options",
+    "build_root_resource",
+    "build_service",
+    "cuebot_client_for",
+    "makeService",
+    "shared_reads",
+]
 
 
 class Options(usage.Options):
@@ -235,6 +243,33 @@ def build_root_resource(
     )
 
 
+def cuebot_client_for(config: GatewayConfig, reactor: Any) -> CuebotClient:
+    """The Cuebot client the settings describe (plaintext, TLS or mutual TLS)."""
+    credentials = None
+    if config.cuebot_tls:
+        credentials = tls_credentials(
+            config.cuebot_ca, config.cuebot_client_cert, config.cuebot_client_key
+        )
+    return CuebotClient(
+        reactor,
+        config.cuebot,
+        max_receive_bytes=config.max_recv_bytes,
+        credentials=credentials,
+        server_name=config.cuebot_server_name,
+    )
+
+
+def shared_reads(
+    config: GatewayConfig, client: IUpstream, reactor: Any, metrics: GatewayMetrics
+) -> IUpstream:
+    """The client behind read sharing and the read cache, unless both are off."""
+    if not (config.coalesce_reads or config.read_cache_ms > 0):
+        return client
+    return CoalescingUpstream(
+        client, reactor, cache_seconds=config.read_cache_ms / 1000.0, metrics=metrics
+    )
+
+
 def build_service(config: GatewayConfig, reactor: Any) -> GatewayService:
     """Wire the gateway; nothing runs until the returned service is started."""
     log = Logger(namespace="opencue_gw.tap", observer=GATEWAY_OBSERVER)
@@ -259,18 +294,7 @@ def build_service(config: GatewayConfig, reactor: Any) -> GatewayService:
     threads.setName("codec-threads")
     threads.setServiceParent(root)
 
-    credentials = None
-    if config.cuebot_tls:
-        credentials = tls_credentials(
-            config.cuebot_ca, config.cuebot_client_cert, config.cuebot_client_key
-        )
-    client = CuebotClient(
-        reactor,
-        config.cuebot,
-        max_receive_bytes=config.max_recv_bytes,
-        credentials=credentials,
-        server_name=config.cuebot_server_name,
-    )
+    client = cuebot_client_for(config, reactor)
     cuebot = CuebotService(client, target_from)
     cuebot.setName("cuebot")
     cuebot.setServiceParent(root)
@@ -287,11 +311,7 @@ def build_service(config: GatewayConfig, reactor: Any) -> GatewayService:
         auditing.setServiceParent(root)
 
     metrics = GatewayMetrics()
-    upstream: IUpstream = client
-    if config.coalesce_reads or config.read_cache_ms > 0:
-        upstream = CoalescingUpstream(
-            client, reactor, cache_seconds=config.read_cache_ms / 1000.0, metrics=metrics
-        )
+    upstream = shared_reads(config, client, reactor, metrics)
     resource = build_root_resource(
         config, reactor, upstream, in_flight, pool, probe=probe, audit=audit, metrics=metrics
     )

@@ -20,14 +20,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
-from opencue_gw.coalesce import CoalescingUpstream
 from opencue_gw.config import resolve_config
-from opencue_gw.cuebot import CuebotClient, tls_credentials
 from opencue_gw.edge import InFlight
 from opencue_gw.health import PROBE_PATH, ReadinessProbe
 from opencue_gw.metrics import GatewayMetrics
 from opencue_gw.rpcs import load_rpcs
-from opencue_gw.tap import build_root_resource
+from opencue_gw.tap import build_root_resource, cuebot_client_for, shared_reads
 from opencue_gw.tokens import mint_token
 
 SECRET = b"test-secret-that-is-long-enough-for-hs512-0123456789abcdef"
@@ -65,31 +63,13 @@ class GatewayHarness:
         env = {"JWT_SECRET": SECRET.decode()}
         config = resolve_config(options, env)
         config = replace(config, **settings)
-        credentials = None
-        if config.cuebot_tls:
-            credentials = tls_credentials(
-                config.cuebot_ca, config.cuebot_client_cert, config.cuebot_client_key
-            )
-        self.client = CuebotClient(
-            reactor,
-            target,
-            max_receive_bytes=config.max_recv_bytes,
-            credentials=credentials,
-            server_name=config.cuebot_server_name,
-        )
+        self.client = cuebot_client_for(config, reactor)
         self.client.open()
         self.in_flight = InFlight()
         self.config = config
         self.metrics = GatewayMetrics()
         self.probe = ReadinessProbe(self.client, load_rpcs()[PROBE_PATH], reactor)
-        self.upstream: Any = self.client
-        if config.coalesce_reads or config.read_cache_ms > 0:
-            self.upstream = CoalescingUpstream(
-                self.client,
-                reactor,
-                cache_seconds=config.read_cache_ms / 1000.0,
-                metrics=self.metrics,
-            )
+        self.upstream = shared_reads(config, self.client, reactor, self.metrics)
         self.resource = build_root_resource(
             config,
             reactor,
