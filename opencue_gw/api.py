@@ -30,7 +30,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from opencue_gw.audit import AuditLog
 from opencue_gw.auth import Identity
 from opencue_gw.bodywriter import write_body
-from opencue_gw.coalesce import SharedReply
+from opencue_gw.coalesce import SharedReply, wire_size
 from opencue_gw.codec import RequestDecodeError, decode_message, encode
 from opencue_gw.context import context_of, request_id_of
 from opencue_gw.errors import GatewayError
@@ -229,7 +229,7 @@ class GatewayAPI:
         message: Message = reply.message
         if known is not None:
             encoded = succeed(known)
-        elif self._codec_pool is not None and message.ByteSize() > INLINE_ENCODE_LIMIT:
+        elif self._codec_pool is not None and wire_size(reply) > INLINE_ENCODE_LIMIT:
             encoded = deferToThreadPool(self._reactor, self._codec_pool, encode, message)
         else:
             encoded = succeed(encode(message))

@@ -29,7 +29,7 @@ from opencue_gw.errors import GatewayError
 from opencue_gw.metrics import GatewayMetrics
 from opencue_gw.rpcs import Rpc
 
-__all__ = ["CoalescingUpstream", "SharedReply"]
+__all__ = ["CoalescingUpstream", "SharedReply", "wire_size"]
 
 # Metadata the gateway adds per request; it does not make two reads different.
 _PER_REQUEST_KEYS = frozenset({"x-request-id", "x-forwarded-for", "x-forwarded-host"})
@@ -44,11 +44,14 @@ _MAX_CACHE_BYTES = 64 * 1024 * 1024
 class SharedReply:
     """An upstream answer several requests may use; encodes its JSON at most once."""
 
-    __slots__ = ("_json", "headers", "message")
+    __slots__ = ("_json", "headers", "message", "wire_size")
 
-    def __init__(self, message: Message, headers: Sequence[tuple[str, str | bytes]]) -> None:
+    def __init__(
+        self, message: Message, headers: Sequence[tuple[str, str | bytes]], wire_size: int = -1
+    ) -> None:
         self.message = message
         self.headers = headers
+        self.wire_size = wire_size
         self._json: bytes | None = None
 
     def json_or_none(self) -> bytes | None:
@@ -157,9 +160,9 @@ class CoalescingUpstream:
                 for waiter in waiters:
                     waiter.errback(result)
             return None
-        shared = SharedReply(result.message, tuple(result.headers))
+        shared = SharedReply(result.message, tuple(result.headers), wire_size(result))
         if self._cache_seconds > 0:
-            size = result.message.ByteSize()
+            size = shared.wire_size
             if size <= _MAX_CACHED_BYTES:
                 self._remember(key, shared, size)
         for waiter in waiters:
@@ -186,6 +189,12 @@ class CoalescingUpstream:
         while len(self._cache) > _MAX_CACHED_ENTRIES or self._cache_bytes > _MAX_CACHE_BYTES:
             _, (_, _, dropped) = self._cache.popitem(last=False)
             self._cache_bytes -= dropped
+
+
+def wire_size(reply: Any) -> int:
+    """The answer's protobuf size: as received when the upstream says, else computed."""
+    size = getattr(reply, "wire_size", -1)
+    return size if size >= 0 else reply.message.ByteSize()
 
 
 def _stop_timer(result: Any, timer: IDelayedCall) -> Any:

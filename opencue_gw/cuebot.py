@@ -10,7 +10,7 @@ does so when the client disconnects) cancels the RPC.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,18 @@ class UpstreamReply:
 
     message: Message
     headers: Sequence[tuple[str, str | bytes]]
+    # The answer's size on the wire. Deciding where to encode a large answer needs it,
+    # and message.ByteSize() would walk the whole message again (5 ms for 2,000 jobs).
+    wire_size: int = -1
+
+
+def _sized(parse: Callable[[bytes], Message]) -> Callable[[bytes], tuple[Message, int]]:
+    """A response deserializer that also keeps the answer's size on the wire."""
+
+    def deserialize(data: bytes) -> tuple[Message, int]:
+        return parse(data), len(data)
+
+    return deserialize
 
 
 def channel_options(max_receive_bytes: int) -> list[tuple[str, Any]]:
@@ -114,7 +126,7 @@ class CuebotClient:
             found = self._channel.unary_unary(
                 rpc.path,
                 request_serializer=rpc.request_class.SerializeToString,
-                response_deserializer=rpc.response_class.FromString,
+                response_deserializer=_sized(rpc.response_class.FromString),
                 _registered_method=True,
             )
             self._callables[rpc.path] = found
@@ -153,8 +165,9 @@ class CuebotClient:
                 return
             outcome: UpstreamReply | GatewayError
             try:
-                message = completed.result()
-                outcome = UpstreamReply(message, tuple(completed.initial_metadata() or ()))
+                message, size = completed.result()
+                headers = tuple(completed.initial_metadata() or ())
+                outcome = UpstreamReply(message, headers, size)
             except grpc.RpcError as error:
                 outcome = _gateway_error(error)
             except Exception as error:  # a deserialisation failure, for instance

@@ -211,7 +211,9 @@ _FLOAT32_CACHE_MAX: Final = 8192
 
 def _format_float32(v: float) -> str:
     """Format a float32 field value; memoised because responses repeat the same few values."""
-    if v == 0 or v != v:  # -0.0 == 0.0 and NaN != NaN would confuse the cache
+    if v == 0:  # the commonest value; -0.0 == 0.0 would confuse the cache
+        return "-0" if math.copysign(1.0, v) < 0 else "0"
+    if v != v:  # NaN != NaN: never found in the cache
         return _format_float(v, 32)
     s = _FLOAT32_CACHE.get(v)
     if s is None:

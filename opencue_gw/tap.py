@@ -158,6 +158,12 @@ class GatewaySite(Site):
 
     head_timeout: float | None = None
 
+    def __init__(self, resource: IResource, *args: Any, **kwargs: Any) -> None:
+        # Every route takes JSON; Twisted's form parsing would only cost time. It builds an
+        # email.message to read Content-Type on every POST (a tenth of a small call's CPU).
+        kwargs.setdefault("parsePOSTFormSubmission", False)
+        super().__init__(resource, *args, **kwargs)
+
     def log(self, request: Any) -> None:
         """The edge writes a richer access event; Site's own line would duplicate it."""
 

@@ -15,6 +15,8 @@ import pytest_twisted
 from opencue_proto import job_pb2
 from twisted.internet.defer import Deferred, gatherResults
 
+from opencue_gw.rpcs import load_rpcs
+
 from gwtest import GatewayHarness, Reply
 from upstreams import Script, ScriptedCuebot
 
@@ -151,3 +153,19 @@ async def test_follower_with_shorter_deadline_times_out_alone(
     assert patient.status == 200
     assert _calls(scripted, GET_JOBS) == 1
     assert not scripted.seen[-1].cancelled.is_set()
+
+
+@pytest_twisted.ensureDeferred
+async def test_answer_carries_its_size_on_the_wire(
+    scripted: ScriptedCuebot, scripted_gateway: GatewayHarness
+) -> None:
+    """
+    The size that picks inline or pooled encoding and counts against the cache comes from
+    the bytes gRPC received, so a large answer is not walked an extra time to measure it.
+    """
+    scripted.scripts[GET_JOBS] = Script(reply=_jobs)
+    rpc = load_rpcs()[GET_JOBS]
+    request = job_pb2.JobGetJobsRequest(r=job_pb2.JobSearchCriteria(ids=["a", "b", "c"]))
+    reply = await scripted_gateway.client.call(rpc, request, timeout=5)
+    assert reply.message.jobs.jobs[2].id == "c"
+    assert reply.wire_size == reply.message.ByteSize() > 0

@@ -6,6 +6,7 @@ what the bytes look like, a client hanging up mid-call, and keep-alive during a 
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 
@@ -69,6 +70,22 @@ async def test_answer_bytes_on_the_wire(listening: int) -> None:
     assert b"Content-Length: 14" in lines
     assert not any(line.lower().startswith(b"content-encoding") for line in lines)
     assert body == b'{"shows":null}'
+
+
+@pytest_twisted.ensureDeferred
+async def test_form_content_type_is_not_parsed_as_a_form(listening: int) -> None:
+    """
+    A JSON body labelled multipart/form-data is read as JSON, as grpc-gateway does for a
+    content type it has no marshaler for. Twisted's form parser, left on, would answer a
+    bare non-JSON 400 and hang up; every route takes JSON, so it is off.
+    """
+    raw = _request("/show.ShowInterface/GetShows").replace(
+        b"\r\n\r\n", b"\r\nContent-Type: multipart/form-data\r\n\r\n", 1
+    )
+    (answer,) = await deferToThread(_exchange, listening, raw)
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 200 OK"
+    assert json.loads(payload) == {"shows": None}
 
 
 @pytest_twisted.ensureDeferred
