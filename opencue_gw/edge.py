@@ -17,7 +17,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
@@ -27,7 +27,7 @@ from opencue_gw.context import IRequestContext, RequestContext
 from opencue_gw.cors import CorsPolicy
 from opencue_gw.errors import GatewayError
 from opencue_gw.leaf import LeafResource
-from opencue_gw.logs import GATEWAY_OBSERVER
+from opencue_gw.logs import GATEWAY_OBSERVER, enabled
 from opencue_gw.metrics import GatewayMetrics
 from opencue_gw.respond import finish_error
 from opencue_gw.waiting import UntilNone
@@ -185,6 +185,8 @@ class Edge(LeafResource):
         if self._metrics is not None:
             self._metrics.in_flight.dec()
             self._metrics.observe(ctx, status, duration)
+        if not enabled(LogLevel.info):
+            return
         self.log.info(
             "{method} {path} {status} {bytes}B {duration:.4f}s",
             method=request.method.decode("latin-1"),

@@ -21,7 +21,14 @@ from twisted.logger import (
 )
 from zope.interface import implementer
 
-__all__ = ["GATEWAY_OBSERVER", "LOG_LEVELS", "json_observer", "parse_log_level", "set_log_level"]
+__all__ = [
+    "GATEWAY_OBSERVER",
+    "LOG_LEVELS",
+    "enabled",
+    "json_observer",
+    "parse_log_level",
+    "set_log_level",
+]
 
 LOG_LEVELS = {
     "debug": LogLevel.debug,
@@ -56,6 +63,14 @@ def set_log_level(level: LogLevel) -> None:
     """Lowest level of gateway events that reach the log."""
     _predicate.defaultLogLevel = level
     _predicate.clearLogLevels()
+
+
+def enabled(level: LogLevel) -> bool:
+    """
+    Whether gateway events at C{level} reach the log. The access event has a dozen fields;
+    building it for every request only to drop it at C{LOG_LEVEL=warn} cost ~3% of a call.
+    """
+    return not level < _predicate.defaultLogLevel
 
 
 def json_observer() -> ILogObserver:

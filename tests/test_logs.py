@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from twisted.logger import LogEvent, Logger, LogLevel, globalLogPublisher
 
-from opencue_gw.logs import GATEWAY_OBSERVER, parse_log_level, set_log_level
+from opencue_gw.logs import GATEWAY_OBSERVER, enabled, parse_log_level, set_log_level
 
 
 @pytest.mark.parametrize(
@@ -77,6 +77,28 @@ def test_debug_threshold_lets_debug_through(published: list[LogEvent]) -> None:
     set_log_level(LogLevel.debug)
     log.debug("now visible")
     assert [e["log_format"] for e in published] == ["now visible"]
+
+
+@pytest.mark.parametrize(
+    ("threshold", "shown"),
+    [
+        (LogLevel.debug, {LogLevel.debug, LogLevel.info, LogLevel.warn, LogLevel.error}),
+        (LogLevel.info, {LogLevel.info, LogLevel.warn, LogLevel.error}),
+        (LogLevel.warn, {LogLevel.warn, LogLevel.error}),
+        (LogLevel.error, {LogLevel.error}),
+    ],
+)
+def test_enabled_agrees_with_the_filter(
+    published: list[LogEvent], threshold: LogLevel, shown: set[LogLevel]
+) -> None:
+    """C{enabled} answers exactly as the filter decides, so skipping an event loses none."""
+    log = Logger(namespace="tests.test_logs", observer=GATEWAY_OBSERVER)
+    set_log_level(threshold)
+    levels = [LogLevel.debug, LogLevel.info, LogLevel.warn, LogLevel.error]
+    for level in levels:
+        log.emit(level, "at {level_name}", level_name=level.name)
+    assert {e["log_level"] for e in published} == shown
+    assert {level for level in levels if enabled(level)} == shown
 
 
 def test_json_observer_writes_one_json_object_per_event(
