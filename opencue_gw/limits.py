@@ -89,6 +89,19 @@ class _BodyLimitedRequest(Request):
     _refused = False
     _head_complete = False
 
+    def isSecure(self) -> bool:
+        """
+        Whether the connection is TLS, asked of the connection once: Klein asks on every
+        request, and Twisted answers by adapting the transport to ISSLTransport each time.
+        """
+        channel = getattr(self, "channel", None)
+        if self._forceSSL or channel is None:
+            return bool(super().isSecure())
+        known: bool | None = getattr(channel, "_gateway_secure", None)
+        if known is None:
+            known = channel._gateway_secure = bool(super().isSecure())
+        return known
+
     def finish(self) -> None:
         """Answered: the connection gets a fresh deadline for its next request head."""
         # Twisted forgets the channel when the request is done: look it up first.

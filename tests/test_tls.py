@@ -31,6 +31,7 @@ from test_process import REPO, TWISTD, free_port
 from twisted.internet import reactor
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.internet.threads import deferToThread
+from twisted.web.resource import Resource
 
 from opencue_gw.config import ConfigError, resolve_config
 from opencue_gw.limits import body_limited_request
@@ -194,6 +195,52 @@ async def test_https_via_ssl_endpoint_description(
     # The raw 413 of the body limit also arrives intact through TLS.
     assert too_big.startswith(b"HTTP/1.1 413 ")
     assert json.loads(too_big.partition(b"\r\n\r\n")[2])["code"] == 8
+
+
+class _SecureProbe(Resource):
+    """Answers with what the request says about its connection's security."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Any) -> bytes:
+        return b"secure" if request.isSecure() else b"plain"
+
+
+def _plain(port: int, raw: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(raw)
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+        return data
+
+
+@pytest_twisted.ensureDeferred
+async def test_request_knows_whether_its_own_connection_is_tls(pki: Pki) -> None:
+    """
+    The request factory remembers the answer per connection, never across connections:
+    TLS and plain connections to one site, interleaved, each get their own.
+    """
+    site = GatewaySite(_SecureProbe())
+    site.requestFactory = body_limited_request(1024)
+    tls = await serverFromString(reactor, _ssl_description(0, pki)).listen(site)
+    plain = reactor.listenTCP(0, site, interface="127.0.0.1")
+    try:
+        answers = [
+            await deferToThread(_https, tls.getHost().port, _get("/"), pki.ca),
+            await deferToThread(_plain, plain.getHost().port, _get("/")),
+            await deferToThread(_https, tls.getHost().port, _get("/"), pki.ca),
+            await deferToThread(_plain, plain.getHost().port, _get("/")),
+        ]
+    finally:
+        await tls.stopListening()
+        await plain.stopListening()
+    assert [a.rpartition(b"\r\n\r\n")[2] for a in answers] == [
+        b"secure",
+        b"plain",
+        b"secure",
+        b"plain",
+    ]
 
 
 @pytest_twisted.ensureDeferred
