@@ -67,6 +67,8 @@ FIND_SHOW = "/show.ShowInterface/FindShow"
 GET_JOBS = "/job.JobInterface/GetJobs"
 GET_FRAMES = "/job.JobInterface/GetFrames"
 ALL_JOBS_BODY = {"r": {"include_finished": True}}
+# Three shows in turn, so concurrent identical reads do not share calls and flatter the figure.
+SMALL_REQUESTS = [(FIND_SHOW, {"name": name}) for name in ("testing", "pipe", "demo")]
 
 INSTALL_WRK = "wrk is not installed; on Debian/Ubuntu: sudo apt-get install -y wrk"
 
@@ -790,10 +792,9 @@ class Bench:
         )
 
     def small(self, child: Child, port: int, label: str) -> dict[str, Load]:
-        reqs = [(FIND_SHOW, {"name": name}) for name in ("testing", "pipe", "demo")]
         out = {}
         for conns, secs in ((64, 10.0), (1, 5.0)):
-            load, usage = self.wrk(child, port, reqs, conns, secs)
+            load, usage = self.wrk(child, port, SMALL_REQUESTS, conns, secs)
             out[f"small@{conns}"] = load
             self.row(f"{label} small FindShow, {conns} conn", load, usage, "wrk")
         return out
@@ -868,7 +869,8 @@ class Bench:
 
         if "workers" in self.options:
             gw, port = self.start_gateway("workers", ["--workers", "2"])
-            load, usage = self.wrk(gw, port, [(FIND_SHOW, {"name": "testing"})], 64, 10.0)
+            load, usage = self.wrk(gw, port, SMALL_REQUESTS, 64, 10.0)
+            small["workers@64"] = load
             self.row("gateway --workers 2 small FindShow, 64 conn", load, usage, "wrk")
             self.stop(gw)
         else:
@@ -881,9 +883,16 @@ class Bench:
     ) -> None:
         """The targets that compare the gateway with the direct client."""
         ratio = small["small@64"].rps / max(direct["small@64"].rps, 1e-9)
+        gw_rps, direct_rps = small["small@64"].rps, direct["small@64"].rps
+        figure = f"{ratio:.2f}x ({gw_rps:,.0f} vs {direct_rps:,.0f} req/s)"
+        if "workers@64" in small:
+            # Shown, not judged: on this machine two workers share two cores with the
+            # simulator and wrk, so the judged figure stays the single process.
+            workers = small["workers@64"].rps / max(direct["small@64"].rps, 1e-9)
+            figure += f"; --workers 2: {workers:.2f}x"
         self.target(
-            "small throughput ≥ 0.6x direct",
-            f"{ratio:.2f}x ({small['small@64'].rps:,.0f} vs {direct['small@64'].rps:,.0f} req/s)",
+            "small throughput ≥ 0.6x direct (one process)",
+            figure,
             ratio >= 0.6,
             f"short by {0.6 - ratio:.2f}x",
         )
