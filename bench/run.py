@@ -18,7 +18,8 @@ Scenarios (figures per row in the table):
   request, which wrk's Lua hooks do not see).
 * ``large``: GetJobs over 2,000 jobs and GetFrames of 10,000 frames at 1 and 8 in flight.
 * ``direct``: the same calls from a Python grpcio client straight to the simulator, the
-  floor a gateway cannot beat.
+  floor a gateway cannot beat; each is run right before the gateway run it is compared
+  with, so a ratio compares neighbours in time.
 * ``codec``: generated codec vs ``json_format.MessageToJson`` on the large answers.
 * ``idle``: gateway RSS when idle and with 1,000 idle keep-alive connections.
 * ``workers``: ``small`` again with ``--workers 2`` when the gateway has that option.
@@ -43,7 +44,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -570,6 +571,7 @@ class Bench:
         self.sim_port = free_port()
         self.counter_port = free_port()
         self.big_job = ""
+        self.direct_loads: dict[str, Load] = {}
 
     def secs(self, normal: float) -> float:
         """Scenario length; --quick shortens everything for a smoke run."""
@@ -674,10 +676,16 @@ class Bench:
 
     # -- scenarios -----------------------------------------------------------------
 
-    def direct(self) -> dict[str, Load]:
-        """The floor: grpcio straight to the simulator."""
+    @contextlib.contextmanager
+    def direct_client(self) -> Iterator[dict[str, Callable[[int], Load]]]:
+        """
+        The floor: grpcio straight to the simulator, one runner per scenario.
+
+        Each direct figure is taken right before the gateway figure it is compared with,
+        not all at the start: on a shared machine the simulator and the host drift over
+        the minutes a run takes, and a ratio should compare neighbours in time.
+        """
         opts = [("grpc.max_receive_message_length", 256 * MB)]
-        out: dict[str, Load] = {}
         with grpc.insecure_channel(f"127.0.0.1:{self.sim_port}", options=opts) as channel:
             show = show_pb2_grpc.ShowInterfaceStub(channel)
             job = job_pb2_grpc.JobInterfaceStub(channel)
@@ -685,20 +693,30 @@ class Bench:
             jobs = job_pb2.JobGetJobsRequest(r=job_pb2.JobSearchCriteria(include_finished=True))
             frames = self.frames_request_pb()
             show.FindShow(find)  # connect and warm up
-            plan = [
-                ("small", show.FindShow, find, 64, 8.0),
-                ("small", show.FindShow, find, 1, 5.0),
-                ("GetJobs 2000", job.GetJobs, jobs, 1, 5.0),
-                ("GetJobs 2000", job.GetJobs, jobs, 8, 5.0),
-                ("GetFrames 10000", job.GetFrames, frames, 1, 5.0),
-                ("GetFrames 10000", job.GetFrames, frames, 8, 5.0),
-            ]
-            for name, call, req, n, secs in plan:
-                load = run_direct(call, req, n, self.secs(secs))
-                out[f"{name}@{n}"] = load
-                self.row(f"direct {name}, {n} in flight", load, None, "grpcio client, no gateway")
+            plan: dict[str, tuple[Callable[..., Any], Message, float]] = {
+                "small": (show.FindShow, find, 8.0),
+                "GetJobs 2000": (job.GetJobs, jobs, 5.0),
+                "GetFrames 10000": (job.GetFrames, frames, 5.0),
+            }
+
+            def runner(name: str) -> Callable[[int], Load]:
+                call, req, secs = plan[name]
+
+                def run(in_flight: int) -> Load:
+                    load = run_direct(call, req, in_flight, self.secs(secs))
+                    self.direct_loads[f"{name}@{in_flight}"] = load
+                    self.row(
+                        f"direct {name}, {in_flight} in flight",
+                        load,
+                        None,
+                        "grpcio client, no gateway",
+                    )
+                    return load
+
+                return run
+
             self.codec(job.GetJobs(jobs, timeout=60), job.GetFrames(frames, timeout=60))
-        return out
+            yield {name: runner(name) for name in plan}
 
     def frames_request_pb(self) -> job_pb2.JobGetFramesRequest:
         return job_pb2.JobGetFramesRequest(
@@ -791,21 +809,28 @@ class Bench:
             f"over by {(growth - 50 * MB) / MB:.1f} MB",
         )
 
-    def small(self, child: Child, port: int, label: str) -> dict[str, Load]:
+    def small(
+        self, child: Child, port: int, label: str, direct: Callable[[int], Load] | None = None
+    ) -> dict[str, Load]:
         out = {}
         for conns, secs in ((64, 10.0), (1, 5.0)):
+            if direct is not None:
+                direct(conns)
             load, usage = self.wrk(child, port, SMALL_REQUESTS, conns, secs)
             out[f"small@{conns}"] = load
             self.row(f"{label} small FindShow, {conns} conn", load, usage, "wrk")
         return out
 
-    def large(self, child: Child, port: int) -> dict[str, Load]:
+    def large(
+        self, child: Child, port: int, direct: dict[str, Callable[[int], Load]]
+    ) -> dict[str, Load]:
         out = {}
         for label, reqs in (
             ("GetJobs 2000", [(GET_JOBS, ALL_JOBS_BODY)]),
             ("GetFrames 10000", [(GET_FRAMES, self.frames_body())]),
         ):
             for conns in (1, 8):
+                direct[label](conns)
                 base = tree_rss(child.ps)
                 load, usage = self.wrk(child, port, reqs, conns, 8.0)
                 out[f"{label}@{conns}"] = load
@@ -854,13 +879,13 @@ class Bench:
 
     def run(self) -> None:
         self.start_sim()
-        direct = self.direct()
-
-        gw, port = self.start_gateway("default", [])
-        self.idle(gw, port)
-        small = self.small(gw, port, "gateway")
-        large = self.large(gw, port)
-        self.stop(gw)
+        with self.direct_client() as direct_runs:
+            gw, port = self.start_gateway("default", [])
+            self.idle(gw, port)
+            small = self.small(gw, port, "gateway", direct_runs["small"])
+            large = self.large(gw, port, direct_runs)
+            self.stop(gw)
+        direct = self.direct_loads
 
         cached = "read-cache-ms" in self.options
         gw, port = self.start_gateway("cueweb", ["--read-cache-ms", "1000"] if cached else [])
