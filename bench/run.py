@@ -572,6 +572,7 @@ class Bench:
         self.counter_port = free_port()
         self.big_job = ""
         self.direct_loads: dict[str, Load] = {}
+        self.large_growths: list[int] = []
 
     def secs(self, normal: float) -> float:
         """Scenario length; --quick shortens everything for a smoke run."""
@@ -831,14 +832,40 @@ class Bench:
         ):
             for conns in (1, 8):
                 direct[label](conns)
-                base = tree_rss(child.ps)
                 load, usage = self.wrk(child, port, reqs, conns, 8.0)
                 out[f"{label}@{conns}"] = load
-                if (label, conns) == ("GetFrames 10000", 1):
-                    # The target is about serving one large answer: one in flight.
-                    self.results.figures["large rss growth"] = usage.peak_rss - base
                 self.row(f"gateway {label}, {conns} in flight", load, usage, "wrk")
+        self.one_large_answer(child, port)
         return out
+
+    def one_large_answer(self, child: Child, port: int) -> None:
+        """
+        Peak RSS growth while the gateway serves exactly one GetFrames 10000 answer.
+
+        Measured on its own, after the load runs and a pause: taken during a wrk run, the
+        figure depended on how much memory the previous runs had left in the allocator
+        (it moved between 0.4x and 5x the body from run to run). Here the base is the
+        settled RSS just before the request and the peak is sampled while it is served;
+        the largest growth of five such requests is judged.
+        """
+        body = json.dumps(self.frames_body()).encode()
+        loop = asyncio.new_event_loop()
+        growths = []
+        try:
+            conn = loop.run_until_complete(HttpConnection.open(port))
+            for _ in range(5):
+                time.sleep(1.0)
+                with Sampler(child.ps) as usage:
+                    status, _ = loop.run_until_complete(conn.post(GET_FRAMES, body, self.token))
+                    time.sleep(0.1)  # let the sampler see the tail of the write
+                if status != 200:
+                    raise RuntimeError(f"GetFrames answered {status}")
+                growths.append(usage.peak_rss - usage.start_rss)
+            conn.close()
+        finally:
+            loop.close()
+        self.results.figures["large rss growth"] = max(growths)
+        self.large_growths = growths
 
     def cueweb(self, child: Child, port: int, cached: bool) -> None:
         opts = [("grpc.max_receive_message_length", 256 * MB)]
@@ -940,11 +967,13 @@ class Bench:
                 f"over by {gw - limit:.1f} ms ({gw / limit:.2f}x)",
             )
         growth = self.results.figures["large rss growth"]
+        seen = ", ".join(f"{g / MB:.1f}" for g in self.large_growths)
         body = self.results.figures["body GetFrames 10000"]
         self.target(
-            "peak RSS growth serving one large answer (GetFrames 10000, 1 in flight)"
+            "peak RSS growth serving one large answer (GetFrames 10000, one request)"
             " ≤ 3x JSON body",
-            f"+{growth / MB:.1f} MB = {growth / body:.1f}x the {body / MB:.1f} MB body",
+            f"+{growth / MB:.1f} MB = {growth / body:.1f}x the {body / MB:.1f} MB body "
+            f"(largest of five requests: {seen} MB)",
             growth <= 3 * body,
             f"over by {(growth - 3 * body) / MB:.1f} MB",
         )
