@@ -42,19 +42,26 @@ class CorsPolicy:
             return "*"
         return None
 
+    def answer_headers(self, origin: bytes | None) -> list[tuple[bytes, bytes]]:
+        """
+        The CORS headers for an answer to a request from C{origin}. Also used for answers
+        written before the request reaches the edge (the raw 413), so a browser can read
+        every error.
+        """
+        headers = [(b"vary", b"Origin")]
+        allowed = self._allowed(origin.decode("latin-1")) if origin else None
+        if allowed is None:
+            return headers
+        headers.append((b"access-control-allow-origin", allowed.encode("latin-1")))
+        headers.append((b"access-control-expose-headers", _EXPOSED.encode("ascii")))
+        if allowed != "*":
+            headers.append((b"access-control-allow-credentials", b"true"))
+        return headers
+
     def decorate(self, request: IRequest) -> None:
         """Add the CORS answer headers for an allowed origin to any response."""
-        origin = request.getHeader(b"origin")
-        request.setHeader(b"vary", b"Origin")
-        if not origin:
-            return
-        allowed = self._allowed(origin.decode("latin-1"))
-        if allowed is None:
-            return
-        request.setHeader(b"access-control-allow-origin", allowed.encode("latin-1"))
-        request.setHeader(b"access-control-expose-headers", _EXPOSED.encode("ascii"))
-        if allowed != "*":
-            request.setHeader(b"access-control-allow-credentials", b"true")
+        for name, value in self.answer_headers(request.getHeader(b"origin")):
+            request.setHeader(name, value)
 
     def is_preflight(self, request: IRequest) -> bool:
         """An OPTIONS request carrying the CORS preflight headers."""

@@ -108,8 +108,10 @@ class Edge(LeafResource):
         self._clock = clock
         self._in_flight = in_flight
         self._public = dict(public or {})
-        self._metrics = metrics
-        self._cors = cors
+        # Public: the request factory answers an oversized body before the request
+        # reaches the edge, and needs the same CORS policy and counters.
+        self.metrics = metrics
+        self.cors = cors
         self._max_in_flight = max_in_flight
 
     def render(self, request: Request) -> Any:  # type: ignore[override]
@@ -117,8 +119,8 @@ class Edge(LeafResource):
         ctx = RequestContext(request_id=_request_id(request), started=self._clock.seconds())
         request.setComponent(IRequestContext, ctx)  # type: ignore[attr-defined]
         request.setHeader(b"x-request-id", ctx.request_id.encode("ascii"))
-        if self._cors is not None:
-            self._cors.decorate(request)
+        if self.cors is not None:
+            self.cors.decorate(request)
         inner = self._inner_for(request)
         # Shedding looks at the load before this request joins it.
         overloaded = (
@@ -127,8 +129,8 @@ class Edge(LeafResource):
             and self._in_flight.count >= self._max_in_flight
         )
         self._in_flight.enter()
-        if self._metrics is not None:
-            self._metrics.in_flight.inc()
+        if self.metrics is not None:
+            self.metrics.in_flight.inc()
         request.notifyFinish().addBoth(self._finished, request, ctx)
         if self._in_flight.draining:
             request.setHeader(b"connection", b"close")
@@ -138,12 +140,12 @@ class Edge(LeafResource):
                 channel.persistent = False
             finish_error(request, GatewayError(14, "the gateway is shutting down"))
             return NOT_DONE_YET
-        if self._cors is not None and self._cors.is_preflight(request):
-            self._cors.answer_preflight(request)
+        if self.cors is not None and self.cors.is_preflight(request):
+            self.cors.answer_preflight(request)
             return NOT_DONE_YET
         if overloaded:
-            if self._metrics is not None:
-                self._metrics.shed.inc()
+            if self.metrics is not None:
+                self.metrics.shed.inc()
             finish_error(
                 request,
                 GatewayError(
@@ -182,9 +184,9 @@ class Edge(LeafResource):
         identity = ctx.identity
         status = request.code if result is None else 499
         duration = self._clock.seconds() - ctx.started
-        if self._metrics is not None:
-            self._metrics.in_flight.dec()
-            self._metrics.observe(ctx, status, duration)
+        if self.metrics is not None:
+            self.metrics.in_flight.dec()
+            self.metrics.observe(ctx, status, duration)
         if not enabled(LogLevel.info):
             return
         self.log.info(

@@ -16,8 +16,10 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.web.server import Request
 
+from opencue_gw.cors import CorsPolicy
 from opencue_gw.errors import status_body
 from opencue_gw.logs import GATEWAY_OBSERVER
+from opencue_gw.metrics import GatewayMetrics
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "HeadDeadline", "body_limited_request"]
 
@@ -84,6 +86,8 @@ class _BodyLimitedRequest(Request):
     """
 
     max_body = DEFAULT_MAX_BODY_BYTES
+    cors: CorsPolicy | None = None
+    metrics: GatewayMetrics | None = None
     log = Logger(observer=GATEWAY_OBSERVER)
     _received = 0
     _refused = False
@@ -147,13 +151,24 @@ class _BodyLimitedRequest(Request):
         message = f"request body is larger than the limit of {self.max_body} bytes"
         body = status_body(8, message)
         request_id = uuid.uuid4().hex
+        extra = b""
+        if self.cors is not None:
+            origins = self.requestHeaders.getRawHeaders(b"origin")
+            origin = origins[0] if origins else None
+            extra = b"".join(k + b": " + v + b"\r\n" for k, v in self.cors.answer_headers(origin))
         head = (
-            "HTTP/1.1 413 Payload Too Large\r\n"
-            "Content-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            f"X-Request-ID: {request_id}\r\n"
-            "Connection: close\r\n\r\n"
-        ).encode("ascii")
+            (
+                "HTTP/1.1 413 Payload Too Large\r\n"
+                "Content-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n"
+                f"X-Request-ID: {request_id}\r\n"
+            ).encode("ascii")
+            + extra
+            + b"Connection: close\r\n\r\n"
+        )
+        if self.metrics is not None:
+            # No route label: the path is the client's, and labels must stay bounded.
+            self.metrics.requests.labels("", "413").inc()
         self.log.info(
             "Refused {method} {path}: body of at least {size} bytes over the limit",
             method=getattr(channel, "_command", b"?").decode("latin-1"),
@@ -174,6 +189,12 @@ class _BodyLimitedRequest(Request):
             transport.loseConnection()
 
 
-def body_limited_request(max_body: int) -> type[Request]:
-    """A request class for a Site that refuses bodies over C{max_body} bytes."""
-    return type("BodyLimitedRequest", (_BodyLimitedRequest,), {"max_body": max_body})
+def body_limited_request(
+    max_body: int, cors: CorsPolicy | None = None, metrics: GatewayMetrics | None = None
+) -> type[Request]:
+    """
+    A request class for a Site that refuses bodies over C{max_body} bytes, with the
+    gateway's CORS headers on the refusal and the refusal counted in C{metrics}.
+    """
+    attrs = {"max_body": max_body, "cors": cors, "metrics": metrics}
+    return type("BodyLimitedRequest", (_BodyLimitedRequest,), attrs)

@@ -198,7 +198,7 @@ def build_root_resource(
     metrics: GatewayMetrics | None = None,
     probe: ReadinessProbe | None = None,
     audit: AuditLog | None = None,
-) -> IResource:
+) -> Edge:
     """
     The resource tree a request walks: edge, then the bearer guard, then the routes.
 
@@ -322,7 +322,9 @@ def build_service(config: GatewayConfig, reactor: Any) -> GatewayService:
         config, reactor, upstream, in_flight, pool, probe=probe, audit=audit, metrics=metrics
     )
     site = GatewaySite(resource, timeout=config.http_timeout)
-    site.requestFactory = body_limited_request(config.max_body_bytes)
+    site.requestFactory = body_limited_request(
+        config.max_body_bytes, cors=resource.cors, metrics=resource.metrics
+    )
     site.head_timeout = config.http_timeout
     connections = root.connections = ConnectionTracker(site)
 

@@ -21,7 +21,9 @@ from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.internet.threads import deferToThread
 
 from opencue_gw.config import resolve_config
+from opencue_gw.cors import CorsPolicy
 from opencue_gw.limits import DEFAULT_MAX_BODY_BYTES, body_limited_request
+from opencue_gw.metrics import GatewayMetrics
 from opencue_gw.tap import GatewaySite, build_service
 
 from gwtest import SECRET, GatewayHarness, Reply, token
@@ -253,13 +255,64 @@ def test_build_service_applies_body_limit_and_timeout() -> None:
     """MAX_BODY_BYTES and HTTP_TIMEOUT reach the Site that build_service listens with."""
     config = resolve_config(
         {"port": ["tcp:0:interface=127.0.0.1"]},
-        {"JWT_SECRET": SECRET.decode(), "MAX_BODY_BYTES": "4096", "HTTP_TIMEOUT": "7s"},
+        {
+            "JWT_SECRET": SECRET.decode(),
+            "MAX_BODY_BYTES": "4096",
+            "HTTP_TIMEOUT": "7s",
+            "CORS_ORIGINS": "https://cueweb.example",
+        },
     )
     service = build_service(config, reactor)
     site: Any = service.connections.wrappedFactory  # type: ignore[attr-defined]
     assert isinstance(site, GatewaySite)
     assert site.timeOut == 7.0
     assert site.requestFactory.max_body == 4096
+    # The refusal is answered with the edge's own CORS policy and counted in its metrics.
+    edge = site.resource
+    assert site.requestFactory.cors is edge.cors is not None
+    assert site.requestFactory.metrics is edge.metrics is not None
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [("https://cueweb.example", True), ("https://elsewhere.example", False), (None, False)],
+)
+@pytest_twisted.ensureDeferred
+async def test_refusal_carries_cors_headers_and_is_counted(
+    scripted_gateway: GatewayHarness, origin: str | None, allowed: bool
+) -> None:
+    """
+    A browser can read the 413 (it carries the CORS answer headers for a listed origin),
+    and /metrics counts it, though the request never reaches the edge.
+    """
+    metrics = GatewayMetrics()
+    site = GatewaySite(scripted_gateway.resource)
+    cors = CorsPolicy(["https://cueweb.example"])
+    site.requestFactory = body_limited_request(LIMIT, cors=cors, metrics=metrics)
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    head = _head(length=100 * LIMIT)
+    if origin is not None:
+        head = head.replace(b"\r\n\r\n", f"\r\nOrigin: {origin}\r\n\r\n".encode(), 1)
+
+    def talk() -> bytes:
+        with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=5) as conn:
+            conn.sendall(head)
+            return _read_to_eof(conn)
+
+    try:
+        answer = await deferToThread(talk)
+    finally:
+        await port.stopListening()
+    _assert_413(answer)
+    lines = answer.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    assert b"vary: Origin" in lines
+    if allowed:
+        assert b"access-control-allow-origin: https://cueweb.example" in lines
+        assert b"access-control-allow-credentials: true" in lines
+    else:
+        assert not any(line.startswith(b"access-control-") for line in lines)
+    exposition = metrics.exposition().decode()
+    assert 'opencue_gateway_requests_total{rpc="",status="413"} 1.0' in exposition
 
 
 def test_body_limit_and_timeout_defaults() -> None:
