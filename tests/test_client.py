@@ -26,6 +26,7 @@ from opencue_gw.client import (
 from opencue_gw.tap import GatewaySite
 
 from gwtest import GatewayHarness, token
+from upstreams import ScriptedCuebot
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02)
 
@@ -223,3 +224,51 @@ def test_calls_quote_paths_and_encode_parameters() -> None:
     assert Call.rpc("job.JobInterface/GetJobs").idempotent
     assert not Call.rpc("/job.JobInterface/Kill").idempotent
     assert Call.resource("POST", ["jobs"], {"spec": "<x/>", "n": None}).body == b'{"spec": "<x/>"}'
+
+
+@pytest_twisted.ensureDeferred
+async def test_rate_limited_calls_wait_for_retry_after_and_go_through(
+    scripted: ScriptedCuebot,
+) -> None:
+    """
+    Against a gateway limiting to one call per second, a second call in a row (a write
+    too: the refused call never reached Cuebot) waits out the 429's Retry-After and then
+    succeeds; Cuebot sees each call once.
+    """
+    limited = GatewayHarness(
+        scripted.address, options={"rate-limit-rps": "1", "rate-limit-burst": "1"}
+    )
+    base, port = listen(GatewaySite(limited.resource))
+    try:
+        client = AsyncGatewayClient(
+            base, token(), reactor=reactor, retry=RetryPolicy(attempts=3, max_delay=3.0)
+        )
+        await client.call("show.ShowInterface/GetShows")
+        started = reactor.seconds()
+        await client.call("job.JobInterface/Pause", {"job": {"id": "j1"}})
+        waited = reactor.seconds() - started
+    finally:
+        await port.stopListening()
+        limited.close()
+    assert 0.5 <= waited < 3.0
+    assert [seen.method for seen in scripted.seen] == [
+        "/show.ShowInterface/GetShows",
+        "/job.JobInterface/Pause",
+    ]
+
+
+def test_429_is_retried_only_with_a_retry_after_within_the_limit() -> None:
+    """
+    The limiter's 429 (with Retry-After) is retried after that wait; Cuebot's
+    RESOURCE_EXHAUSTED (429 without Retry-After) is not, nor a wait past max_delay.
+    """
+    policy = RetryPolicy(attempts=3, base_delay=0.5, max_delay=2.0)
+    write = Call.resource("POST", ["jobs", "x", "kill"])
+    rng = random.Random(5)
+    limited = GatewayClientError(8, "rate limit exceeded", 429, retry_after=1.0)
+    delays = {policy.delay(write, limited, 1, rng) for _ in range(20)}
+    assert all(d is not None and 1.0 <= d <= 1.5 for d in delays)
+    assert policy.delay(write, limited, 3, rng) is None
+    assert policy.delay(write, GatewayClientError(8, "too large", 429), 1, rng) is None
+    too_long = GatewayClientError(8, "rate limit exceeded", 429, retry_after=30.0)
+    assert policy.delay(write, too_long, 1, rng) is None

@@ -5,8 +5,8 @@ L{GatewayClient} for scripts.
 Both speak the resource routes for the common calls and the RPC routes for anything
 else, find the gateway and the token in C{OPENCUE_GATEWAY_URL} and
 C{OPENCUE_GATEWAY_TOKEN} (or C{OPENCUE_GATEWAY_TOKEN_FILE}) unless told, retry reads
-that met an unavailable gateway, and raise L{GatewayClientError} carrying the gRPC code
-and the HTTP status.
+that met an unavailable gateway and calls the rate limiter refused, and raise
+L{GatewayClientError} carrying the gRPC code and the HTTP status.
 """
 
 from opencue_gw.client.asyncclient import AsyncGatewayClient

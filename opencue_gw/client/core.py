@@ -225,10 +225,15 @@ def parse_answer(status: int, body: bytes, retry_after: str | None = None) -> An
 @dataclass(frozen=True)
 class RetryPolicy:
     """
-    When to try a call again: only after UNAVAILABLE (HTTP 503, or no answer), only for
+    When to try a call again: after UNAVAILABLE (HTTP 503, or no answer), only for
     idempotent calls unless C{retry_writes}, at most C{attempts} tries in all, waiting a
     random time up to an exponentially growing bound ("full jitter", so many clients
     retrying at once spread out) and never less than a C{Retry-After} the gateway gave.
+
+    Also after the gateway's rate limiter refused the call (HTTP 429 with C{Retry-After}),
+    for writes too: a refused call never reached Cuebot. A 429 without C{Retry-After} is
+    Cuebot's RESOURCE_EXHAUSTED (an answer too large, say), which a retry cannot fix; and
+    a wait longer than C{max_delay} is left to the caller rather than retried too early.
     """
 
     attempts: int = 4
@@ -240,7 +245,13 @@ class RetryPolicy:
         self, call: Call, error: GatewayClientError, attempt: int, rng: random.Random
     ) -> float | None:
         """Seconds to wait before try C{attempt + 1}, or C{None} to give up."""
-        if error.code != UNAVAILABLE or attempt >= self.attempts:
+        if attempt >= self.attempts:
+            return None
+        if error.http_status == 429 and error.retry_after is not None:
+            if error.retry_after > self.max_delay:
+                return None
+            return error.retry_after + rng.uniform(0, self.base_delay)
+        if error.code != UNAVAILABLE:
             return None
         if not (call.idempotent or self.retry_writes):
             return None
