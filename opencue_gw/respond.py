@@ -37,7 +37,10 @@ def error_bytes(request: IRequest, error: GatewayError) -> bytes:
         if error.upstream:
             ctx.upstream_error = error.code_name
     set_json_headers(request, error.http_status, error.headers)
-    return error.body()
+    body = error.body()
+    # A length, not chunked framing, as Go's net/http sends for a small answer.
+    request.setHeader(b"content-length", str(len(body)).encode("ascii"))
+    return body
 
 
 def finish_error(request: IRequest, error: GatewayError) -> None:
@@ -45,6 +48,5 @@ def finish_error(request: IRequest, error: GatewayError) -> None:
     body = error_bytes(request, error)
     if getattr(request, "_disconnected", False) or getattr(request, "finished", False):
         return
-    request.setHeader(b"content-length", str(len(body)).encode("ascii"))
     request.write(body)
     request.finish()

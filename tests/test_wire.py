@@ -73,6 +73,23 @@ async def test_answer_bytes_on_the_wire(listening: int) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_error_answers_carry_a_length_not_chunks(listening: int) -> None:
+    """
+    Errors answered by a route (here malformed JSON, 400) have a Content-Length like the
+    Go gateway's, not chunked transfer encoding.
+    """
+    (answer,) = await deferToThread(
+        _exchange, listening, _request("/show.ShowInterface/GetShows", b"{nope")
+    )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 400 Bad Request"
+    assert f"Content-Length: {len(body)}".encode() in lines
+    assert not any(line.lower().startswith(b"transfer-encoding") for line in lines)
+    assert json.loads(body)["code"] == 3
+
+
+@pytest_twisted.ensureDeferred
 async def test_form_content_type_is_not_parsed_as_a_form(listening: int) -> None:
     """
     A JSON body labelled multipart/form-data is read as JSON, as grpc-gateway does for a
