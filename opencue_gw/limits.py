@@ -167,8 +167,7 @@ class _BodyLimitedRequest(Request):
             + b"Connection: close\r\n\r\n"
         )
         if self.metrics is not None:
-            # No route label: the path is the client's, and labels must stay bounded.
-            self.metrics.requests.labels("", "413").inc()
+            self.metrics.refused_unrouted(413)
         self.log.info(
             "Refused {method} {path}: body of at least {size} bytes over the limit",
             method=getattr(channel, "_command", b"?").decode("latin-1"),

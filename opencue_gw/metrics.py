@@ -87,6 +87,13 @@ class GatewayMetrics:
         if ctx.auth_failure is not None:
             self.auth_failures.labels(ctx.auth_failure).inc()
 
+    def refused_unrouted(self, status: int) -> None:
+        """
+        Count an answer given before any route was chosen (the raw 413). No route label:
+        the path is the client's, and labels must stay bounded.
+        """
+        self.requests.labels("", str(status)).inc()
+
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""
         return generate_latest(self.registry)

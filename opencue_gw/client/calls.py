@@ -31,6 +31,11 @@ def _names(value: Names) -> list[str] | None:
     return [value] if isinstance(value, str) else list(value)
 
 
+def _frame_filters(state: Names, layer: Names, frame_range: str | None) -> dict[str, Any]:
+    """The query parameters that pick frames, shared by listing, retrying and eating."""
+    return {"state": _names(state), "layer": _names(layer), "range": frame_range}
+
+
 class FarmCalls(abc.ABC, Generic[R]):
     """Helpers for the common calls; subclasses decide how a L{Call} is sent."""
 
@@ -98,7 +103,7 @@ class FarmCalls(abc.ABC, Generic[R]):
         frame_range: str | None = None,
     ) -> R:
         """Frames of a job, optionally by state names, layer names and frame range."""
-        params = {"state": _names(state), "layer": _names(layer), "range": frame_range}
+        params = _frame_filters(state, layer, frame_range)
         return self._all(Call.resource("GET", ["jobs", job_id, "frames"], params))
 
     def frame(self, frame_id: str) -> R:
@@ -153,7 +158,7 @@ class FarmCalls(abc.ABC, Generic[R]):
         frame_range: str | None = None,
     ) -> R:
         """Retry a job's frames matching the filters (all frames when none is given)."""
-        params = {"state": _names(state), "layer": _names(layer), "range": frame_range}
+        params = _frame_filters(state, layer, frame_range)
         return self._one(Call.resource("POST", ["jobs", job_id, "retry-frames"], params))
 
     def eat_frames(
@@ -165,7 +170,7 @@ class FarmCalls(abc.ABC, Generic[R]):
         frame_range: str | None = None,
     ) -> R:
         """Eat a job's frames matching the filters (all frames when none is given)."""
-        params = {"state": _names(state), "layer": _names(layer), "range": frame_range}
+        params = _frame_filters(state, layer, frame_range)
         return self._one(Call.resource("POST", ["jobs", job_id, "eat-frames"], params))
 
     def retry_frame(self, frame_id: str) -> R:
