@@ -1,7 +1,7 @@
 """The benchmark's Cuebot: the sandbox farm behind a gRPC server that counts calls served.
 
 ``python -m bench.sim --port P --counter-port Q`` runs in its own process (so its CPU is
-not charged to the gateway) and differs from ``python -m opencue_gw.sandbox`` in three
+not charged to the gateway) and differs from ``python -m opencue_sandbox`` in three
 ways the benchmark needs:
 
 * it counts the calls it serves (a server interceptor) and reports the counts as JSON on
@@ -10,10 +10,14 @@ ways the benchmark needs:
 * it adds one job with a single 10,000-frame layer next to the demo jobs, because the
   sandbox gives every job the same number of frames and 2,000 jobs of 10,000 frames
   would not fit in memory;
-* it simulates 60 s of warm-up instead of the sandbox's 30 minutes, which takes ~35 s
-  for 2,000 jobs; the farm is frozen (speed 0) during the run either way.
+* it simulates 60 s of warm-up instead of the sandbox's 30 minutes; by default no work
+  progresses (speed 0) during the run, so every scenario reads the same farm. The
+  ``events`` scenario runs its own small farm with ``--speed`` above 0, so that progress
+  events flow as they do on a real farm.
 
-It prints one line of JSON (address, big job id) once it serves.
+It starts the farm with ``start_sandbox``, through its two hooks (a server interceptor
+and a ``prepare`` step for the big job), and prints one line of JSON (address, big job
+id) once it serves.
 """
 
 from __future__ import annotations
@@ -24,16 +28,16 @@ import signal
 import threading
 from collections import Counter
 from collections.abc import Callable
-from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
 
 import grpc
 
-from opencue_gw.sandbox.config import SandboxConfig
-from opencue_gw.sandbox.launch import JobPlan, LayerPlan, create_job
-from opencue_gw.sandbox.server import MAX_MESSAGE_BYTES, SERVICES, Sandbox, build_farm
+from opencue_sandbox.config import SandboxConfig
+from opencue_sandbox.farm import Farm
+from opencue_sandbox.launch import JobPlan, LayerPlan, create_job
+from opencue_sandbox.server import start_sandbox
 
 BIG_JOB_FRAMES = 10_000
 
@@ -91,10 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames-per-layer", type=int, default=10)
     p.add_argument("--hosts", type=int, default=20)
     p.add_argument("--max-workers", type=int, default=16)
+    p.add_argument("--speed", type=float, default=0.0, help="simulated work speed (0: still)")
     a = p.parse_args(argv)
     config = SandboxConfig(
         port=a.port,
-        speed=0.0,
+        speed=a.speed,
         jobs=a.jobs,
         layers_per_job=a.layers_per_job,
         frames_per_layer=a.frames_per_layer,
@@ -103,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         max_workers=a.max_workers,
         warmup_seconds=60.0,
     )
-    farm = build_farm(config)
-    with farm.lock:
+    big_job: list[str] = []
+
+    def add_big_job(farm: Farm) -> None:
         big = create_job(
             farm,
             JobPlan(
@@ -116,25 +122,15 @@ def main(argv: list[str] | None = None) -> int:
             ),
             start_time=farm.state.now_int,
         )
+        big_job.append(big.id)
+
     counter = CallCounter()
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="sim"),
-        interceptors=[counter],
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", -1),
-            ("grpc.so_reuseport", 0),
-        ],
-    )
-    for register, servant in SERVICES:
-        register(servant(farm), server)
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
-    if port == 0:
-        raise SystemExit(f"could not bind {config.host}:{config.port}")
-    server.start()
-    sandbox = Sandbox(config, farm, server, port)
+    try:
+        sandbox = start_sandbox(config, interceptors=[counter], prepare=add_big_job)
+    except OSError as err:
+        raise SystemExit(str(err)) from None
     counts = serve_counts(counter, a.counter_port)
-    print(json.dumps({"address": sandbox.address, "big_job": big.id}), flush=True)
+    print(json.dumps({"address": sandbox.address, "big_job": big_job[0]}), flush=True)
 
     done = threading.Event()
 
