@@ -2,5 +2,6 @@
 
 ``opencue_codecs`` is generated from the pinned opencue-proto and checked in; regenerate it
 with ``python -m proto_gen.generate`` after changing that pin. The gateway uses these
-through :mod:`opencue_gw.codec`, which falls back to :mod:`opencue_gw.jsoncodec`.
+through :mod:`opencue_gw.codec`, which loads them on first use and falls back to its reference
+codec for types they do not cover. Nothing hand-written lives here besides the generator.
 """

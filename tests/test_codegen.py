@@ -1,4 +1,4 @@
-"""Tests for proto_gen: generated JSON encoders are current and byte-identical to jsoncodec."""
+"""Tests for proto_gen: generated JSON encoders are current and byte-identical to the reference."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from opencue_proto import job_pb2
 from test_jsoncodec import OPENCUE_TYPES, AllTypes, _cls, _fill, _message_strategy
 
 from opencue_gw import codec
-from opencue_gw.jsoncodec import encode_message
+from opencue_gw.codec import encode_message
 from proto_gen import generate
 
 REPO = Path(__file__).resolve().parent.parent

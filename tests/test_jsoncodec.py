@@ -1,4 +1,4 @@
-"""Tests for opencue_gw.jsoncodec: grpc-gateway v2 (Go protojson) JSON for OpenCue messages."""
+"""Tests for the reference codec: grpc-gateway v2 (Go protojson) JSON for OpenCue messages."""
 
 from __future__ import annotations
 
@@ -27,14 +27,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opencue_proto import job_pb2, report_pb2, show_pb2
 
-from opencue_gw import jsoncodec
-from opencue_gw.jsoncodec import RequestDecodeError, decode_message, encode_message, encode_status
+from opencue_gw.codec import (
+    RequestDecodeError,
+    decode_message,
+    encode_message,
+    encode_status,
+    formats,
+    reference,
+)
 
 T = FieldDescriptor
 
 # ---------------------------------------------------------------------------------------------
 # A test-only proto with every scalar type, maps with each key kind, a proto3 optional field,
-# a two-member oneof, recursion and a custom json_name: shapes the OpenCue protos lack.
+# a three-member oneof (with an enum member), recursion and a custom json_name: shapes the
+# OpenCue protos lack.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -96,6 +103,7 @@ def _build_all_types() -> tuple[type[Message], type[Message]]:
     add("c_inner", T.TYPE_MESSAGE, oneof_index=0, type_name=".gwtest.Inner")
     add("recursive", T.TYPE_MESSAGE, type_name=".gwtest.AllTypes")
     add("custom_json", T.TYPE_INT32, json_name="customName")
+    add("c_enum", T.TYPE_ENUM, oneof_index=0, type_name=".gwtest.Color")
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
     return (
@@ -386,7 +394,7 @@ def _oracle_float32_text(x: float) -> tuple[str, int]:
         e10 = int(exp) - (p - 1)
         hits = []
         for n in (base - 1, base, base + 1):
-            if n > 0 and jsoncodec._parse_float32(f"{n}e{e10}") == x:
+            if n > 0 and reference._parse_float32(f"{n}e{e10}") == x:
                 hits.append(n)
         if hits:
             exact = Fraction(x) / Fraction(10) ** e10
@@ -400,14 +408,14 @@ def _oracle_float32_text(x: float) -> tuple[str, int]:
 @given(st.floats(width=32, min_value=0, exclude_min=True, allow_infinity=False))
 def test_float32_digits_match_bruteforce_oracle(x: float) -> None:
     """The exact float32 shortest-digit search agrees with a brute-force search."""
-    assert jsoncodec._shortest_digits(x, 24, -149) == _oracle_float32_text(x)
+    assert formats._shortest_digits(x, 24, -149) == _oracle_float32_text(x)
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.floats(min_value=0, exclude_min=True, allow_infinity=False))
 def test_double_digits_algorithm_matches_repr(x: float) -> None:
     """The exact shortest-digit search at 53 bits agrees with CPython's repr."""
-    assert jsoncodec._shortest_digits(x, 53, -1074) == jsoncodec._repr_digits(x)
+    assert formats._shortest_digits(x, 53, -1074) == formats._repr_digits(x)
 
 
 def test_bytes_standard_base64_with_padding() -> None:
@@ -428,7 +436,8 @@ def test_string_escaping_matches_protojson() -> None:
 def test_keys_in_declaration_order_and_json_name() -> None:
     """Keys follow .proto declaration order and use json_name, including a custom one."""
     keys = list(_loads(encode_message(AllTypes(o_int32=1, c_string="x"))))
-    assert keys == [fd.json_name for fd in AllTypes.DESCRIPTOR.fields if fd.name != "c_inner"]
+    unset = {"c_inner", "c_enum"}
+    assert keys == [fd.json_name for fd in AllTypes.DESCRIPTOR.fields if fd.name not in unset]
     assert keys[-1] == "customName"
 
 
@@ -496,21 +505,32 @@ def test_decode_same_field_twice_is_error() -> None:
 
 
 def test_decode_enum_names_and_numbers() -> None:
-    """Enums accept names and numbers, including numbers without a name (open enums)."""
+    """Enums accept their names and the numbers of their values, in any integral form."""
     assert decode_message(b'{"state":"RUNNING"}', job_pb2.Frame).state == job_pb2.RUNNING
     assert decode_message(b'{"state":2}', job_pb2.Frame).state == 2
-    assert decode_message(b'{"state":77}', job_pb2.Frame).state == 77
     assert decode_message(b'{"state":2.0}', job_pb2.Frame).state == 2
+    assert "unknown enum name" in _decode_error(b'{"state":"2"}', job_pb2.Frame)  # names only
     assert "not an integer" in _decode_error(b'{"state":2.5}', job_pb2.Frame)
-    assert "out of range" in _decode_error(b'{"state":4294967296}', job_pb2.Frame)
 
 
-def test_decode_unknown_enum_name() -> None:
-    """An unknown enum name is dropped with DiscardUnknown (protojson) and rejected when strict."""
-    msg = decode_message(b'{"fEnum":"NOPE","r_enum":["RED","NOPE","GREEN"]}', AllTypes)
+def test_decode_unknown_enum_number_open_with_allow_unknown_enums() -> None:
+    """With allow_unknown_enums, any int32 number is kept (open enums), as protojson does."""
+    assert decode_message(b'{"state":77}', job_pb2.Frame, allow_unknown_enums=True).state == 77
+    err = _decode_error(b'{"state":4294967296}', job_pb2.Frame, allow_unknown_enums=True)
+    assert "out of range" in err
+
+
+def test_decode_unknown_enum_name_protojson_rules() -> None:
+    """With allow_unknown_enums, an unknown name is dropped under DiscardUnknown (protojson)
+    and refused when strict, as before the enum rule."""
+    msg = decode_message(
+        b'{"fEnum":"NOPE","r_enum":["RED","NOPE","GREEN"]}', AllTypes, allow_unknown_enums=True
+    )
     assert msg.f_enum == 0 and list(msg.r_enum) == [1, 2]
-    assert decode_message(b'{"state":"NOPE"}', job_pb2.Frame).state == 0
-    err = _decode_error(b'{"state":"NOPE"}', job_pb2.Frame, discard_unknown=False)
+    assert decode_message(b'{"state":"NOPE"}', job_pb2.Frame, allow_unknown_enums=True).state == 0
+    err = _decode_error(
+        b'{"state":"NOPE"}', job_pb2.Frame, discard_unknown=False, allow_unknown_enums=True
+    )
     assert err == (
         'invalid value for field "state": expected a job.FrameState name or number, '
         'got "NOPE" (unknown enum value)'
@@ -570,9 +590,9 @@ def test_parse_float32_breaks_double_rounding_ties_exactly() -> None:
     decimal_below = "1.000000059604644775390624999999999999999"
     assert Fraction(decimal_above) > Fraction(mid) > Fraction(decimal_below)
     assert float(decimal_above) == float(decimal_below) == mid  # both are the midpoint as doubles
-    assert jsoncodec._parse_float32(decimal_above) == 1.0 + 2.0**-23
-    assert jsoncodec._parse_float32(decimal_below) == 1.0
-    assert jsoncodec._parse_float32("1.000000059604644775390625") == 1.0  # tie: even
+    assert reference._parse_float32(decimal_above) == 1.0 + 2.0**-23
+    assert reference._parse_float32(decimal_below) == 1.0
+    assert reference._parse_float32("1.000000059604644775390625") == 1.0  # tie: even
 
 
 def test_decode_bytes_variants() -> None:
@@ -672,11 +692,15 @@ def test_decode_maps() -> None:
     """Map keys are parsed by key type; bad or duplicate keys are errors naming the field."""
     msg = decode_message(
         b'{"mBool":{"true":"t"},"mInt32":{"-4":1.5,"+7":2},"mUint64":{"9":{"x":1}},'
-        b'"mEnum":{"a":"RED","b":2,"c":"NOPE"}}',
+        b'"mEnum":{"a":"RED","b":2}}',
         AllTypes,
     )
     assert dict(msg.m_bool) == {True: "t"} and dict(msg.m_int32) == {-4: 1.5, 7: 2.0}
     assert msg.m_uint64[9].x == 1 and dict(msg.m_enum) == {"a": 1, "b": 2}
+    lenient = decode_message(
+        b'{"mEnum":{"a":"RED","c":"NOPE"}}', AllTypes, allow_unknown_enums=True
+    )
+    assert dict(lenient.m_enum) == {"a": 1}  # protojson drops the entry
     assert "invalid map key" in _decode_error(b'{"mInt32":{"x":1}}', AllTypes)
     assert "invalid map key" in _decode_error(b'{"mUint64":{"+1":{}}}', AllTypes)
     assert "duplicate map key" in _decode_error(b'{"mInt32":{"1":1,"01":2}}', AllTypes)
@@ -779,11 +803,39 @@ def _check_shape(msg: Message, obj: Any) -> None:
             _check_shape(value, obj[fd.json_name])
 
 
+def _unnamed_enum_values(msg: Message) -> Iterator[int]:
+    """Yield every enum value set in ``msg`` (at any depth) that its enum has no name for."""
+    for fd, value in msg.ListFields():
+        if _is_map(fd):
+            value_fd = fd.message_type.fields_by_name["value"]
+            items = list(value.values())
+        elif fd.is_repeated:
+            value_fd, items = fd, list(value)
+        else:
+            value_fd, items = fd, [value]
+        for item in items:
+            if value_fd.type == T.TYPE_MESSAGE:
+                yield from _unnamed_enum_values(item)
+            elif (
+                value_fd.type == T.TYPE_ENUM
+                and value_fd.enum_type.values_by_number.get(item) is None
+            ):
+                yield item
+
+
 def _check_message(msg: Message) -> None:
-    """Round-trip, compare with json_format (nulls added) and check key order and compactness."""
+    """Round-trip, compare with json_format (nulls added) and check key order and compactness.
+
+    A message holding an enum number without a name round-trips only with
+    allow_unknown_enums; by default its decode is refused.
+    """
     data = encode_message(msg)
-    assert decode_message(data, type(msg)) == msg
-    assert decode_message(data, type(msg), discard_unknown=False) == msg
+    for kw in ({}, {"discard_unknown": False}):
+        assert decode_message(data, type(msg), allow_unknown_enums=True, **kw) == msg
+        if any(True for _ in _unnamed_enum_values(msg)):
+            assert "valid names: " in _decode_error(data, type(msg), **kw)
+        else:
+            assert decode_message(data, type(msg), **kw) == msg
     parsed = _loads(data)
     reference = json_format.MessageToDict(msg, always_print_fields_with_no_presence=True)
     _same(parsed, _with_nulls(msg, reference))

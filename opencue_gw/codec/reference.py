@@ -1,4 +1,4 @@
-"""JSON <-> protobuf codec that reproduces grpc-gateway v2's default marshaler.
+"""The reference JSON <-> protobuf codec: grpc-gateway v2's default marshaler, by descriptor.
 
 The Go gateway this project replaces runs ``runtime.NewServeMux()`` with no options, so every
 response is written by Go protojson with ``MarshalOptions{EmitUnpopulated: true}`` and every
@@ -8,17 +8,25 @@ others) depend on that exact shape, and Python's ``json_format`` differs from it
 and the number formatting is different). This module therefore walks the message descriptors
 itself.
 
-This is the reference implementation: one plan per message type, built from the descriptor the
-first time the type is seen and then cached. Generated per-type codecs must produce the same
-results.
+This is the reference implementation (and the spec): one plan per message type, built from the
+descriptor the first time the type is seen and then cached, so importing this module builds
+nothing. Generated per-type encoders (``proto_gen``) must produce the same bytes.
 
-Public API:
+One deliberate difference from protojson on the way in: an enum value that is not a value of
+the field's enum (an unknown name, or a number no value has) is refused with an error that
+lists the valid names, because dropping it can turn a filter into "everything" (an EatFrames
+whose only state is a typo eats every frame). ``allow_unknown_enums=True`` restores protojson's
+behaviour.
 
-* :func:`encode_message` turns a message into compact UTF-8 JSON bytes.
+Public API (re-exported by :mod:`opencue_gw.codec`):
+
+* :func:`encode_message` turns a message into compact UTF-8 JSON bytes; :func:`message_text`
+  gives the same JSON as ``str``.
 * :func:`decode_message` turns a request body into a message, or raises
   :class:`RequestDecodeError` with a message for the client that names the field path or the
   position of the problem.
 * :func:`encode_status` writes the ``google.rpc.Status`` body that grpc-gateway sends for errors.
+* :data:`SPECIAL_WELL_KNOWN_TYPES` names the types whose special JSON form is not implemented.
 """
 
 from __future__ import annotations
@@ -34,12 +42,30 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-__all__ = ["RequestDecodeError", "decode_message", "encode_message", "encode_status"]
+from opencue_gw.codec.formats import (
+    enum_names,
+    format_bool,
+    format_bytes,
+    format_float32,
+    format_float64,
+    format_quoted,
+    format_string,
+    round_float32,
+)
+
+__all__ = [
+    "SPECIAL_WELL_KNOWN_TYPES",
+    "RequestDecodeError",
+    "decode_message",
+    "encode_message",
+    "encode_status",
+    "message_text",
+]
 
 _M = TypeVar("_M", bound=Message)
 
@@ -47,7 +73,7 @@ _M = TypeVar("_M", bound=Message)
 # No OpenCue message uses them. This codec refuses them rather than emit the wrong shape
 # quietly; google.protobuf.Empty is not listed because the generic path already gives its
 # protojson form, "{}".
-_SPECIAL_WKT: Final = frozenset(
+SPECIAL_WELL_KNOWN_TYPES: Final = frozenset(
     "google.protobuf." + n
     for n in (
         "Any", "Timestamp", "Duration", "FieldMask", "Struct", "Value", "ListValue",
@@ -66,9 +92,9 @@ _MESSAGE_TYPES: Final = frozenset({_T.TYPE_MESSAGE, _T.TYPE_GROUP})
 
 def _check_descriptor(desc: Descriptor) -> None:
     """Reject well-known types, whose protojson form this generic codec does not produce."""
-    if desc.full_name in _SPECIAL_WKT:
+    if desc.full_name in SPECIAL_WELL_KNOWN_TYPES:
         raise TypeError(
-            f"{desc.full_name} has a special JSON mapping that jsoncodec does not implement"
+            f"{desc.full_name} has a special JSON mapping that this codec does not implement"
         )
 
 
@@ -79,209 +105,31 @@ def _is_map(fd: FieldDescriptor) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Float formatting, as Go's protojson does it (internal/encoding/json/encode.go appendFloat):
-# strconv.AppendFloat(n, 'f' or 'e', -1, bitSize) gives the shortest decimal that parses back to
-# the same value at the field's own precision. 'e' is used when |n| < 1e-6 or |n| >= 1e21
-# (compared at that precision), and a two-digit negative exponent loses its leading zero
-# ("1e-07" becomes "1e-7").
-# ---------------------------------------------------------------------------------------------
-
-_F32: Final = struct.Struct("<f")
-_U32: Final = struct.Struct("<I")
-
-
-def _round_f32(x: float) -> float:
-    """Round a double to the nearest float32 the way a C cast does (overflow raises)."""
-    return float(_F32.unpack(_F32.pack(x))[0])
-
-
-# Go compares float32(abs) with the untyped constants 1e-6 and 1e21, so it rounds them to float32.
-_F32_E_LOW: Final = _round_f32(1e-6)
-_F32_E_HIGH: Final = _round_f32(1e21)
-
-
-def _shortest_digits(a: float, prec: int, emin: int) -> tuple[str, int]:
-    """Shortest decimal digits that round to ``a`` in a binary format with ``prec`` bits.
-
-    ``a`` is positive and finite and exactly representable in that format; ``emin`` is the
-    binary exponent of its smallest subnormal. The result is (digits, dp): value =
-    0.digits * 10**dp. It is computed exactly on integers, as Go's Ryu does: the interval of
-    decimals that round back to ``a`` (closed if its mantissa is even, as round-half-even
-    parsing allows), the coarsest power of ten with a multiple inside that interval, and of
-    those multiples the one nearest ``a`` (ties to even). Python has no float32 repr, and
-    trying '%.{p}g' and parsing back rounds twice (via double) and can be wrong at the
-    edges.
-    """
-    m, e = math.frexp(a)
-    mant = int(math.ldexp(m, prec))
-    exp2 = e - prec
-    if exp2 < emin:  # subnormal: use the fixed subnormal grid
-        mant = int(math.ldexp(a, -emin))
-        exp2 = emin
-    if mant == 1 << (prec - 1) and exp2 > emin:
-        # Lowest mantissa of a binade: the gap below is half the gap above.
-        lo, mid, hi, shift = 4 * mant - 1, 4 * mant, 4 * mant + 2, exp2 - 2
-    else:
-        lo, mid, hi, shift = 2 * mant - 1, 2 * mant, 2 * mant + 1, exp2 - 1
-    inclusive = mant % 2 == 0
-    den = 1
-    if shift >= 0:
-        lo, mid, hi = lo << shift, mid << shift, hi << shift
-    else:
-        den = 1 << -shift
-    # Start one decade above a (log10 may be off by one near powers of ten) and step down
-    # until some multiple of 10**k lies within the interval.
-    k = math.floor(math.log10(a)) + 2
-    while True:
-        if k >= 0:
-            num_scale, den_scale = 1, den * 10**k
-        else:
-            num_scale, den_scale = 10**-k, den
-        n_lo, r_lo = divmod(lo * num_scale, den_scale)
-        if r_lo or not inclusive:
-            n_lo += 1
-        n_hi, r_hi = divmod(hi * num_scale, den_scale)
-        if r_hi == 0 and not inclusive:
-            n_hi -= 1
-        if n_lo <= n_hi:
-            break
-        k -= 1
-    q, r = divmod(mid * num_scale, den_scale)
-    if 2 * r > den_scale or (2 * r == den_scale and q & 1):
-        q += 1
-    q = min(max(q, n_lo), n_hi)
-    s = str(q)
-    return s.rstrip("0"), len(s) + k
-
-
-def _repr_digits(a: float) -> tuple[str, int]:
-    """Shortest digits of a positive double, taken from repr (which is shortest round-trip)."""
-    mant, _, exp = repr(a).partition("e")
-    ip, _, fp = mant.partition(".")
-    all_digits = ip + fp
-    digits = all_digits.lstrip("0")
-    dp = len(ip) + (int(exp) if exp else 0) - (len(all_digits) - len(digits))
-    return digits.rstrip("0"), dp
-
-
-def _layout(digits: str, dp: int, use_e: bool) -> str:
-    """Lay out 0.digits * 10**dp as Go's strconv 'f'/'e' formats do, plus protojson's e-0N fix."""
-    n = len(digits)
-    if use_e:
-        exp = dp - 1
-        head = digits[0] + ("." + digits[1:] if n > 1 else "")
-        if -10 < exp < 0:
-            return f"{head}e-{-exp}"
-        return f"{head}e{exp:+03d}"
-    if dp <= 0:
-        return "0." + "0" * -dp + digits
-    if dp >= n:
-        return digits + "0" * (dp - n)
-    return digits[:dp] + "." + digits[dp:]
-
-
-def _format_float(v: float, bits: int) -> str:
-    """Format a float or double field value as Go protojson does (see section comment)."""
-    if v != v:
-        return '"NaN"'
-    if v == math.inf:
-        return '"Infinity"'
-    if v == -math.inf:
-        return '"-Infinity"'
-    if v == 0:
-        return "-0" if math.copysign(1.0, v) < 0 else "0"
-    a = abs(v)
-    if bits == 32:
-        if a < 16777216.0 and a.is_integer():  # below 2**24 every integer is exact and shortest
-            return str(int(v))
-        digits, dp = _shortest_digits(a, 24, -149)
-        use_e = a < _F32_E_LOW or a >= _F32_E_HIGH
-    else:
-        if a < 9007199254740992.0 and a.is_integer():  # below 2**53, likewise
-            return str(int(v))
-        digits, dp = _repr_digits(a)
-        use_e = a < 1e-6 or a >= 1e21
-    s = _layout(digits, dp, use_e)
-    return "-" + s if v < 0 else s
-
-
-_FLOAT32_CACHE: dict[float, str] = {}
-_FLOAT32_CACHE_MAX: Final = 8192
-
-
-def _format_float32(v: float) -> str:
-    """Format a float32 field value; memoised because responses repeat the same few values."""
-    if v == 0:  # the commonest value; -0.0 == 0.0 would confuse the cache
-        return "-0" if math.copysign(1.0, v) < 0 else "0"
-    if v != v:  # NaN != NaN: never found in the cache
-        return _format_float(v, 32)
-    s = _FLOAT32_CACHE.get(v)
-    if s is None:
-        s = _format_float(v, 32)
-        if len(_FLOAT32_CACHE) >= _FLOAT32_CACHE_MAX:
-            _FLOAT32_CACHE.clear()
-        _FLOAT32_CACHE[v] = s
-    return s
-
-
-def _format_float64(v: float) -> str:
-    """Format a double field value as Go protojson does."""
-    return _format_float(v, 64)
-
-
-# ---------------------------------------------------------------------------------------------
 # Encoder
 # ---------------------------------------------------------------------------------------------
 
 _Fmt = Callable[[Any], str]
-
-# encode_basestring (the C version when available) escapes exactly what protojson escapes:
-# '"', '\\' and control characters below 0x20, as \b \f \n \r \t or \u00xx (lowercase hex). It
-# leaves '<', '>', '&', DEL, U+2028/U+2029 and all other non-ASCII text raw, as protojson does.
-_format_string: Final[Callable[[str], str]] = json.encoder.encode_basestring  # type: ignore[attr-defined]
-_format_quoted: Final[Callable[[Any], str]] = '"{}"'.format  # int64 kinds are JSON strings
-_format_bool: Final[Callable[[bool], str]] = {True: "true", False: "false"}.__getitem__
-
-
-def _format_bytes(b: bytes) -> str:
-    """Bytes are standard base64 with padding, as Go's base64.StdEncoding writes them."""
-    return '"' + base64.b64encode(b).decode("ascii") + '"'
-
-
-class _EnumNames(dict[int, str]):
-    """Number -> quoted name; an unknown number of an open enum is written as the number."""
-
-    def __missing__(self, key: int) -> str:
-        return str(key)
-
-
-def _enum_formatter(enum: EnumDescriptor) -> _Fmt:
-    """Build the formatter for an enum type (first name wins for aliased numbers, like Go)."""
-    names = _EnumNames()
-    for value in enum.values:
-        names.setdefault(value.number, _format_string(value.name))
-    return names.__getitem__
 
 
 def _scalar_formatter(fd: FieldDescriptor) -> _Fmt:
     """Pick the formatter for one value of a non-message field type."""
     t = fd.type
     if t == _T.TYPE_STRING:
-        return _format_string
+        return format_string
     if t in _INT32_TYPES or t in _UINT32_TYPES:
         return str
     if t in _INT64_TYPES or t in _UINT64_TYPES:
-        return _format_quoted
+        return format_quoted
     if t == _T.TYPE_BOOL:
-        return _format_bool
+        return format_bool
     if t == _T.TYPE_ENUM:
-        return _enum_formatter(fd.enum_type)
+        return enum_names(fd.enum_type).__getitem__
     if t == _T.TYPE_FLOAT:
-        return _format_float32
+        return format_float32
     if t == _T.TYPE_DOUBLE:
-        return _format_float64
+        return format_float64
     if t == _T.TYPE_BYTES:
-        return _format_bytes
+        return format_bytes
     raise TypeError(f"unsupported field type {t} for {fd.full_name}")
 
 
@@ -289,10 +137,10 @@ def _map_key_formatter(fd: FieldDescriptor) -> _Fmt:
     """Map keys are always JSON strings: protojson writes MapKey.String() as the name."""
     t = fd.type
     if t == _T.TYPE_STRING:
-        return _format_string
+        return format_string
     if t == _T.TYPE_BOOL:
         return {True: '"true"', False: '"false"'}.__getitem__
-    return _format_quoted
+    return format_quoted
 
 
 def _value_formatter(fd: FieldDescriptor) -> _Fmt:
@@ -365,7 +213,7 @@ class _MessageEncoder:
         messages: list[tuple[int, str, _Fmt, str | None]] = []
         optional: list[tuple[int, str]] = []
         for i, fd in enumerate(desc.fields):
-            key = _format_string(fd.json_name) + ":"
+            key = format_string(fd.json_name) + ":"
             after = ""
             in_oneof = fd.containing_oneof is not None
             if _is_map(fd):
@@ -479,6 +327,15 @@ def encode_message(msg: Message) -> bytes:
     return _encoder_for(msg.DESCRIPTOR).encode(msg).encode("utf-8")
 
 
+def message_text(msg: Message) -> str:
+    """The JSON text :func:`encode_message` writes for ``msg``, as ``str``.
+
+    Generated encoders build ``str`` pieces; they call this for a message type they were
+    not generated for, so it nests without an encode/decode round trip.
+    """
+    return _encoder_for(msg.DESCRIPTOR).encode(msg)
+
+
 def encode_status(code: int, message: str) -> bytes:
     """Encode the google.rpc.Status body grpc-gateway writes for errors.
 
@@ -487,7 +344,7 @@ def encode_status(code: int, message: str) -> bytes:
     not valid Unicode is replaced rather than failing, because this body is the last
     resort for reporting an error.
     """
-    body = f'{{"code":{int(code)},"message":{_format_string(message)},"details":[]}}'
+    body = f'{{"code":{int(code)},"message":{format_string(message)},"details":[]}}'
     return body.encode("utf-8", "replace")
 
 
@@ -526,6 +383,14 @@ _JSON_DECODER: Final = json.JSONDecoder(
 )
 _JSON_WS: Final = " \t\n\r"
 _SKIP: Final = object()  # a value protojson drops (unknown enum name with DiscardUnknown)
+
+
+class _Rules(NamedTuple):
+    """What a decode tolerates; part of the decoder cache key."""
+
+    discard_unknown: bool  # unknown fields are skipped (protojson's DiscardUnknown)
+    allow_unknown_enums: bool  # unknown enum names and numbers are treated as protojson does
+
 
 _NUMBER_RE: Final = re.compile(r"(-)?(0|[1-9][0-9]*)(?:\.([0-9]+))?(?:[eE]([+-]?[0-9]+))?")
 _PLAIN_INT_RE: Final = re.compile(r"-?(?:0|[1-9][0-9]{0,24})")
@@ -627,6 +492,8 @@ def _int_converter(bits: int, signed: bool) -> Callable[[Any, str], Any]:
     return conv
 
 
+_F32: Final = struct.Struct("<f")
+_U32: Final = struct.Struct("<I")
 _F32_MAX: Final = 3.4028234663852886e38
 _F32_OVERFLOW_MID: Final = 2.0**128 - 2.0**103  # halfway between _F32_MAX and 2**128
 
@@ -653,7 +520,7 @@ def _parse_float32(text: str) -> float | None:
         return None
     a = abs(d)
     try:
-        f = _round_f32(a)
+        f = round_float32(a)
     except OverflowError:
         f = math.inf
     if f != a:
@@ -750,23 +617,38 @@ def _conv_bytes(value: Any, path: str) -> Any:
         raise _invalid(path, "a base64 string", value) from None
 
 
-def _enum_converter(enum: EnumDescriptor, discard_unknown: bool) -> Callable[[Any, str], Any]:
-    """Enums by name or by int32 number; an unknown name is dropped when discarding unknowns."""
+def _enum_converter(enum: EnumDescriptor, rules: _Rules) -> Callable[[Any, str], Any]:
+    """Enums by name or by number; what happens to a value the enum lacks depends on ``rules``.
+
+    By default a name or number that is not a value of ``enum`` is refused, and the error
+    lists the valid names: a typo must not become the zero value or vanish from a filter.
+    With ``allow_unknown_enums`` the protojson rules apply instead: an unknown name is
+    dropped under DiscardUnknown (refused otherwise), and any int32 number is kept (proto3
+    enums are open, so Cuebot receives the number as sent).
+    """
     by_name = {v.name: v.number for v in enum.values}
+    numbers = frozenset(by_name.values())
     expected = f"a {enum.full_name} name or number"
+    valid = "valid names: " + ", ".join(by_name)
+    refuse_unknown = not rules.allow_unknown_enums
+    drop_unknown_name = rules.discard_unknown
 
     def conv(value: Any, path: str) -> Any:
         if type(value) is str:
             number = by_name.get(value)
             if number is not None:
                 return number
-            if discard_unknown:
+            if refuse_unknown:
+                raise _invalid(path, expected, value, f"unknown enum name; {valid}")
+            if drop_unknown_name:
                 return _SKIP
             raise _invalid(path, expected, value, "unknown enum value")
         if type(value) is _Num:
             n = _normalize_int(str(value))
             if n is None:
                 raise _invalid(path, expected, value, _why_not_int(str(value)))
+            if refuse_unknown and n not in numbers:
+                raise _invalid(path, expected, value, f"no value has this number; {valid}")
             if not -(2**31) <= n < 2**31:
                 raise _invalid(path, expected, value, "out of range")
             return n
@@ -775,7 +657,7 @@ def _enum_converter(enum: EnumDescriptor, discard_unknown: bool) -> Callable[[An
     return conv
 
 
-def _scalar_converter(fd: FieldDescriptor, discard_unknown: bool) -> Callable[[Any, str], Any]:
+def _scalar_converter(fd: FieldDescriptor, rules: _Rules) -> Callable[[Any, str], Any]:
     """Pick the converter for one value of a non-message field."""
     t = fd.type
     if t == _T.TYPE_STRING:
@@ -795,7 +677,7 @@ def _scalar_converter(fd: FieldDescriptor, discard_unknown: bool) -> Callable[[A
     if t == _T.TYPE_DOUBLE:
         return _float_converter(64)
     if t == _T.TYPE_ENUM:
-        return _enum_converter(fd.enum_type, discard_unknown)
+        return _enum_converter(fd.enum_type, rules)
     if t == _T.TYPE_BYTES:
         return _conv_bytes
     raise TypeError(f"unsupported field type {t} for {fd.full_name}")
@@ -841,7 +723,7 @@ class _FieldDecoder:
 
     __slots__ = ("conv", "key_conv", "kind", "name", "number", "oneof", "value_is_message")
 
-    def __init__(self, fd: FieldDescriptor, discard_unknown: bool) -> None:
+    def __init__(self, fd: FieldDescriptor, rules: _Rules) -> None:
         self.name: str = fd.name
         self.number: int = fd.number
         oneof = fd.containing_oneof
@@ -858,47 +740,47 @@ class _FieldDecoder:
                 self.value_is_message = True
                 _check_descriptor(value_fd.message_type)
             else:
-                self.conv = _scalar_converter(value_fd, discard_unknown)
+                self.conv = _scalar_converter(value_fd, rules)
         elif fd.type in _MESSAGE_TYPES:
             self.kind = _REPEATED_MESSAGE if fd.is_repeated else _MESSAGE
             _check_descriptor(fd.message_type)
         else:
             self.kind = _REPEATED if fd.is_repeated else _SINGULAR
-            self.conv = _scalar_converter(fd, discard_unknown)
+            self.conv = _scalar_converter(fd, rules)
 
 
-_DECODERS: dict[tuple[Descriptor, bool], dict[str, _FieldDecoder]] = {}
+_DECODERS: dict[tuple[Descriptor, _Rules], dict[str, _FieldDecoder]] = {}
 
 
-def _decoder_for(desc: Descriptor, discard_unknown: bool) -> dict[str, _FieldDecoder]:
+def _decoder_for(desc: Descriptor, rules: _Rules) -> dict[str, _FieldDecoder]:
     """Return the cached key -> field table for a message type.
 
     protojson looks a key up by JSON name first, then by proto field name, so both map to
     the field and JSON names win a clash.
     """
-    table = _DECODERS.get((desc, discard_unknown))
+    table = _DECODERS.get((desc, rules))
     if table is None:
         _check_descriptor(desc)
         table = {}
-        fields = [(fd, _FieldDecoder(fd, discard_unknown)) for fd in desc.fields]
+        fields = [(fd, _FieldDecoder(fd, rules)) for fd in desc.fields]
         for fd, dec in fields:
             table[fd.name] = dec
         for fd, dec in fields:
             table[fd.json_name] = dec
-        _DECODERS[(desc, discard_unknown)] = table
+        _DECODERS[(desc, rules)] = table
     return table
 
 
-def _decode_object(obj: _Obj, msg: Message, discard_unknown: bool, path: str) -> None:
+def _decode_object(obj: _Obj, msg: Message, rules: _Rules, path: str) -> None:
     """Fill ``msg`` from a JSON object, following protojson's unmarshalMessage rules."""
-    table = _decoder_for(msg.DESCRIPTOR, discard_unknown)
+    table = _decoder_for(msg.DESCRIPTOR, rules)
     seen: set[int] = set()
     seen_oneofs: set[str] = set()
     for key, value in obj:
         fpath = f"{path}.{key}" if path else key
         f = table.get(key)
         if f is None:
-            if discard_unknown:
+            if rules.discard_unknown:
                 continue
             raise RequestDecodeError(f'unknown field "{fpath}"')
         if f.number in seen:
@@ -921,7 +803,7 @@ def _decode_object(obj: _Obj, msg: Message, discard_unknown: bool, path: str) ->
                 if type(value) is not _Obj:
                     raise _invalid(fpath, "an object", value)
                 sub = getattr(msg, f.name)
-                _decode_object(value, sub, discard_unknown, fpath)
+                _decode_object(value, sub, rules, fpath)
                 sub.SetInParent()
             elif kind == _REPEATED:
                 if type(value) is not list:
@@ -937,9 +819,9 @@ def _decode_object(obj: _Obj, msg: Message, discard_unknown: bool, path: str) ->
                 for i, item in enumerate(value):
                     if type(item) is not _Obj:
                         raise _invalid(f"{fpath}[{i}]", "an object", item)
-                    _decode_object(item, container.add(), discard_unknown, f"{fpath}[{i}]")
+                    _decode_object(item, container.add(), rules, f"{fpath}[{i}]")
             else:
-                _decode_map(f, value, getattr(msg, f.name), discard_unknown, fpath)
+                _decode_map(f, value, getattr(msg, f.name), rules, fpath)
         except (TypeError, ValueError) as exc:
             if isinstance(exc, RequestDecodeError):
                 raise
@@ -954,9 +836,7 @@ def _claim_oneof(oneof: str, seen_oneofs: set[str], fpath: str) -> None:
     seen_oneofs.add(oneof)
 
 
-def _decode_map(
-    f: _FieldDecoder, value: Any, container: Any, discard_unknown: bool, fpath: str
-) -> None:
+def _decode_map(f: _FieldDecoder, value: Any, container: Any, rules: _Rules, fpath: str) -> None:
     """Fill a map field from a JSON object; duplicate keys (after parsing) are errors."""
     if type(value) is not _Obj:
         raise _invalid(fpath, "an object", value)
@@ -969,7 +849,7 @@ def _decode_map(
         if f.value_is_message:
             if type(item) is not _Obj:
                 raise _invalid(kpath, "an object", item)
-            _decode_object(item, container[key], discard_unknown, kpath)
+            _decode_object(item, container[key], rules, kpath)
         else:
             assert f.conv is not None
             converted = f.conv(item, kpath)
@@ -1020,14 +900,24 @@ def _parse_json(text: str) -> Any:
 
 
 def decode_message(
-    body: bytes | bytearray | memoryview | str, cls: type[_M], discard_unknown: bool = True
+    body: bytes | bytearray | memoryview | str,
+    cls: type[_M],
+    discard_unknown: bool = True,
+    *,
+    allow_unknown_enums: bool = False,
 ) -> _M:
     """Decode a request body into a new ``cls`` message, as grpc-gateway's JSONPb does.
 
     An empty or all-whitespace body is an empty request (grpc-gateway ignores io.EOF). Keys
-    may be JSON names or proto names; ``null`` leaves a field unset; unknown fields (and
-    unknown enum names) are dropped unless ``discard_unknown`` is False. Every problem
-    raises :class:`RequestDecodeError` whose text names the field path or the position.
+    may be JSON names or proto names; ``null`` leaves a field unset; unknown fields are
+    dropped unless ``discard_unknown`` is False. Every problem raises
+    :class:`RequestDecodeError` whose text names the field path or the position.
+
+    An enum value the field's enum does not have (a name, or a number no value carries) is
+    refused, at any depth (repeated fields, map values, nested messages, oneofs), and the
+    error lists the valid names. ``allow_unknown_enums=True`` gives protojson's behaviour
+    instead, which is the Go gateway's: an unknown name is dropped when ``discard_unknown``
+    (refused otherwise), and an unnamed number within int32 is kept as that number.
     """
     if isinstance(body, str):
         text = body
@@ -1048,7 +938,7 @@ def decode_message(
             f"invalid request body: expected a JSON object, got {_json_kind(value)}"
         )
     try:
-        _decode_object(value, msg, discard_unknown, "")
+        _decode_object(value, msg, _Rules(discard_unknown, allow_unknown_enums), "")
     except RecursionError:
         raise RequestDecodeError("invalid request body: nested too deeply") from None
     return msg
