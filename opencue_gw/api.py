@@ -1,10 +1,13 @@
 # -*- test-case-name: tests.test_api -*-
 """
-The Klein application: one C{POST /<package>.<Service>/<Method>} route per RPC.
+Every Cuebot RPC as C{POST /<package>.<Service>/<Method>}, and the one way to call
+Cuebot on behalf of an HTTP request.
 
-Routes come from the descriptor table in L{opencue_gw.rpcs}; this module only knows how
-to turn an HTTP request into a protobuf request, hand it to the upstream, and turn the
-answer (or the failure) back into grpc-gateway's JSON.
+Every RPC in the descriptor table (L{opencue_gw.upstream.rpcs}) is a fixed path of the router,
+found by a dict lookup. L{GatewayAPI.call} is where a request becomes a Cuebot call:
+the policy decision, the deadline, the metadata sent with it and the audit record are
+made there, for the RPC routes and the resource routes alike. L{GatewayAPI.respond}
+turns the answer back into grpc-gateway's JSON.
 """
 
 from __future__ import annotations
@@ -12,39 +15,26 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 from google.protobuf.message import Message
-from klein import Klein
-from twisted.internet.defer import CancelledError, Deferred, fail, succeed
-from twisted.internet.interfaces import IReactorThreads
-from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
+from twisted.internet.defer import Deferred, fail
 from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from opencue_gw.audit import AuditLog
-from opencue_gw.auth import Identity
-from opencue_gw.bodywriter import write_body
-from opencue_gw.coalesce import SharedReply, wire_size
-from opencue_gw.codec import RequestDecodeError, decode_message, encode
-from opencue_gw.context import context_of, request_id_of
+from opencue_gw.auth.audit import AuditLog
+from opencue_gw.auth.policy import Policy
+from opencue_gw.codec import decode_message
 from opencue_gw.errors import GatewayError
-from opencue_gw.leaf import LeafResource
-from opencue_gw.logs import GATEWAY_OBSERVER
-from opencue_gw.policy import Policy
-from opencue_gw.respond import error_bytes, set_json_headers
-from opencue_gw.rpcs import Rpc
+from opencue_gw.http.answers import json_body
+from opencue_gw.http.context import context_of
+from opencue_gw.http.encoder import AnswerEncoder
+from opencue_gw.http.router import Router
+from opencue_gw.ops.tracing import TRACE_KEYS, traced_cuebot_call, traced_encoding
+from opencue_gw.upstream.rpcs import Rpc
 
-__all__ = ["CallerResource", "GatewayAPI", "IUpstream", "parse_grpc_timeout"]
-
-# Answers whose protobuf encoding is larger than this are turned into JSON on the
-# codec thread pool, so one huge GetJobs does not stall every other request.
-INLINE_ENCODE_LIMIT = 256 * 1024
+__all__ = ["GatewayAPI", "IUpstream", "parse_grpc_timeout"]
 
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 _GRPC_TIMEOUT = re.compile(r"^([0-9]{1,8})([HMSmun])$")
@@ -53,6 +43,10 @@ _METADATA_PREFIX = b"grpc-metadata-"
 # Keys gRPC reserves or that the gateway sets itself.
 _RESERVED_KEYS = ("grpc-", ":")
 _OWN_KEYS = frozenset({"x-forwarded-for", "x-forwarded-host", "x-request-id"})
+# RFC 9111 §5.5 (obsoleted but still what caches and RFC 5861 clients understand).
+_STALE_WARNING = b'110 - "Response is Stale"'
+# A host as RFC 9110 allows it in Host: a reg-name or IPv4, or an IP literal, and a port.
+_HOST = re.compile(r"^(?:[A-Za-z0-9\-._~!$&'()*+,;=%]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
 
 class IUpstream(Protocol):
@@ -76,7 +70,7 @@ def parse_grpc_timeout(value: str) -> float:
     """
     match = _GRPC_TIMEOUT.match(value.strip())
     if match is None:
-        raise GatewayError(3, f"invalid Grpc-Timeout header: {value[:32]!r}")
+        raise GatewayError.invalid_argument(f"invalid Grpc-Timeout header: {value[:32]!r}")
     return int(match.group(1)) * _TIMEOUT_UNITS[match.group(2)]
 
 
@@ -86,81 +80,64 @@ def _canonical_header(key: str) -> bytes:
 
 class GatewayAPI:
     """
-    The HTTP face of every Cuebot RPC.
+    The HTTP face of every Cuebot RPC, and the call path every route shares.
 
-    One instance per gateway, holding its collaborators; the Klein app is per instance
-    because its routes depend on the descriptor table it was given.
+    One instance per gateway, holding its collaborators.
     """
-
-    log = Logger(observer=GATEWAY_OBSERVER)
 
     def __init__(
         self,
         rpcs: Mapping[str, Rpc],
         upstream: IUpstream,
-        reactor: IReactorThreads,
+        encoder: AnswerEncoder,
         *,
         grpc_timeout: float | None = 30.0,
         strict_json: bool = False,
-        codec_pool: ThreadPool | None = None,
+        allow_unknown_enums: bool = False,
         policy: Policy | None = None,
         audit: AuditLog | None = None,
     ) -> None:
-        self._policy = policy
-        self._audit = audit
+        self.rpcs = rpcs
+        self.encoder = encoder
         self._upstream = upstream
-        self._reactor = reactor
         self._grpc_timeout = grpc_timeout
         self._discard_unknown = not strict_json
-        self._codec_pool = codec_pool
-        self.rpcs = rpcs
-        self.app = Klein()
-        # werkzeug would answer "//a//b" with a 308 redirect that has no Location here.
-        self.app.url_map.merge_slashes = False
-        for rpc in rpcs.values():
-            self.app.route(rpc.path, methods=["POST"], endpoint=rpc.path)(self._route_for(rpc))
-        self.app.handle_errors(NotFound)(self._not_found)
-        self.app.handle_errors(MethodNotAllowed)(self._method_not_allowed)
-        self.app.handle_errors(HTTPException)(self._http_exception)
-        self.app.handle_errors(GatewayError)(self._gateway_error)
-        self.app.handle_errors(CancelledError)(self._cancelled)
-        self.app.handle_errors(Exception)(self._unexpected)
-        self._resource = self.app.resource()
+        self._allow_unknown_enums = allow_unknown_enums
+        self._policy = policy
+        self._audit = audit
 
-    def resource(self) -> IResource:
-        """The bare route tree (no authentication): for tests and for the realm."""
-        return self._resource
+    def install(self, router: Router) -> None:
+        """Serve every RPC at its path of C{router}, behind the token."""
+        for rpc in self.rpcs.values():
+            router.add_path(rpc.path, partial(self._serve_rpc, rpc))
 
-    def resource_for(self, identity: Identity) -> IResource:
-        """The avatar the realm hands out: the route tree, knowing who calls."""
-        return CallerResource(identity, self._resource)
+    def decode(self, body: bytes, cls: type[Message]) -> Message:
+        """A request body as C{cls}, under the gateway's JSON settings."""
+        return decode_message(
+            body,
+            cls,
+            discard_unknown=self._discard_unknown,
+            allow_unknown_enums=self._allow_unknown_enums,
+        )
 
-    def _route_for(self, rpc: Rpc) -> Callable[[IRequest], Deferred[bytes]]:
-        def route(request: IRequest) -> Deferred[bytes]:
-            return self._call(rpc, request)
-
-        route.__name__ = rpc.path
-        return route
-
-    def _call(self, rpc: Rpc, request: IRequest) -> Deferred[bytes]:
+    def _serve_rpc(self, rpc: Rpc, request: IRequest) -> Deferred[Any]:
+        if request.method != b"POST":
+            # grpc-gateway answers 501 here; 405 with Allow is the HTTP answer (README).
+            raise GatewayError.method_not_allowed("POST")
         ctx = context_of(request)
         if ctx is not None:
             ctx.rpc = rpc.path[1:]
         content = request.content
-        body = content.read() if content is not None else b""
-        try:
-            message = decode_message(body, rpc.request_class, discard_unknown=self._discard_unknown)
-        except RequestDecodeError as error:
-            raise GatewayError(3, str(error)) from None
-        return self.call(rpc, message, request).addCallback(self._respond, request)
+        message = self.decode(content.read() if content is not None else b"", rpc.request_class)
+        return self.call(rpc, message, request).addCallback(self.respond, request)
 
     def call(self, rpc: Rpc, message: Message, request: IRequest) -> Deferred[Any]:
         """
         Send C{message} to Cuebot on behalf of C{request}: its deadline, metadata and
         context apply. Fires with the upstream reply (C{.message}, C{.headers}).
 
-        Other route tables (the resource-style routes) call RPCs through here so they
-        behave exactly like the RPC routes.
+        A read is cancelled when its client goes away; a mutation is not: Cuebot may
+        already have carried it out, and its audit record must say what really happened.
         """
         ctx = context_of(request)
         if ctx is not None and ctx.rpc is None:
@@ -171,19 +148,34 @@ class GatewayAPI:
             decision = self._policy.decide(ctx.identity if ctx else None, rpc.service, rpc.method)
             roles = decision.roles
             if not decision.allowed:
-                refusal = GatewayError(7, decision.message)
+                refusal = GatewayError.permission_denied(decision.message)
                 if self._audit is not None:
                     self._audit.record(request, rpc, message, refusal.code_name, roles)
                 return fail(refusal)
-        d = self._upstream.call(
-            rpc,
-            message,
-            timeout=self._deadline(request),
-            metadata=self._metadata(request),
+        d = traced_cuebot_call(
+            ctx, rpc, self._upstream.call, message, self._deadline(request), self._metadata(request)
         )
-        if self._audit is not None and not rpc.is_read:
+        if rpc.is_read:
+            return d
+        if self._audit is not None:
             d.addBoth(self._audit.observe, request, rpc, message, roles)
-        return d
+        return _not_cancelled_by_client(d)
+
+    def respond(self, reply: Any, request: IRequest) -> Deferred[bytes]:
+        """Cuebot's answer as grpc-gateway's JSON, with its metadata as headers."""
+        ctx = context_of(request)
+        if ctx is not None:
+            ctx.grpc_code = "OK"
+        for key, value in reply.headers:
+            if isinstance(value, str) and not key.endswith("-bin"):
+                request.setHeader(_canonical_header(key), value.encode("latin-1", "replace"))
+        stale_age = getattr(reply, "stale_age", None)
+        if stale_age is not None:
+            request.setHeader(b"warning", _STALE_WARNING)
+            request.setHeader(b"age", str(int(stale_age)).encode("ascii"))
+            if ctx is not None:
+                ctx.stale = True
+        return traced_encoding(ctx, self.encoder.body(reply)).addCallback(_json_body, request)
 
     def _deadline(self, request: IRequest) -> float | None:
         header = request.getHeader(b"grpc-timeout")
@@ -200,7 +192,12 @@ class GatewayAPI:
                 continue
             key = name[len(_METADATA_PREFIX) :].decode("latin-1")
             if not _METADATA_KEY.match(key) or key.startswith(_RESERVED_KEYS) or key in _OWN_KEYS:
-                raise GatewayError(3, f"invalid metadata header: Grpc-Metadata-{key[:64]}")
+                raise GatewayError.invalid_argument(
+                    f"invalid metadata header: Grpc-Metadata-{key[:64]}"
+                )
+            if key in TRACE_KEYS:
+                # Taken as the request's trace context, which is sent on in their place.
+                continue
             for value in values:
                 metadata.append((key, _metadata_value(key, value)))
         peer = getattr(request.getClientAddress(), "host", None)
@@ -210,85 +207,31 @@ class GatewayAPI:
             chain.append(peer)
         if chain:
             metadata.append(("x-forwarded-for", ", ".join(chain)))
-        host = _printable(request.getHeader(b"host"))
+        host = _valid_host(request.getHeader(b"host"))
         if host:
             metadata.append(("x-forwarded-host", host))
         ctx = context_of(request)
         if ctx is not None:
             metadata.append(("x-request-id", ctx.request_id))
+            if ctx.trace is not None:
+                metadata.extend(ctx.trace.metadata)
         return metadata
 
-    def _respond(self, reply: Any, request: IRequest) -> Deferred[bytes]:
-        ctx = context_of(request)
-        if ctx is not None:
-            ctx.grpc_code = "OK"
-        for key, value in reply.headers:
-            if isinstance(value, str) and not key.endswith("-bin"):
-                request.setHeader(_canonical_header(key), value.encode("latin-1", "replace"))
-        known = reply.json_or_none() if isinstance(reply, SharedReply) else None
-        message: Message = reply.message
-        if known is not None:
-            encoded = succeed(known)
-        elif self._codec_pool is not None and wire_size(reply) > INLINE_ENCODE_LIMIT:
-            encoded = deferToThreadPool(self._reactor, self._codec_pool, encode, message)
-        else:
-            encoded = succeed(encode(message))
-        if isinstance(reply, SharedReply) and known is None:
-            encoded.addCallback(_remember_json, reply)
-        return encoded.addCallback(self._write_json, request)
 
-    def _write_json(self, body: bytes, request: IRequest) -> bytes | Deferred[bytes]:
-        set_json_headers(request, 200)
-        request.setHeader(b"content-length", str(len(body)).encode("ascii"))
-        return write_body(request, body)
+def _json_body(body: bytes, request: IRequest) -> bytes | Deferred[bytes]:
+    return json_body(request, body)
 
-    def _not_found(self, request: IRequest, failure: Failure) -> bytes:
-        return error_bytes(request, GatewayError(5, "Not Found"))
 
-    def _method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:
-        # grpc-gateway answers 501 here; 405 with Allow is the HTTP answer (README).
-        error = failure.value
-        allowed = sorted(getattr(error, "valid_methods", None) or ["POST"])
-        return error_bytes(
-            request,
-            GatewayError(
-                12, "Method Not Allowed", http_status=405, headers={"Allow": ", ".join(allowed)}
-            ),
-        )
+def _not_cancelled_by_client(call: Deferred[Any]) -> Deferred[Any]:
+    """
+    A Deferred for C{call}'s result whose cancellation leaves C{call} running.
 
-    def _http_exception(self, request: IRequest, failure: Failure) -> bytes:
-        error = failure.value
-        assert isinstance(error, HTTPException)
-        status = error.code or 400
-        return error_bytes(
-            request, GatewayError(3, error.name or "Bad Request", http_status=status)
-        )
-
-    def _gateway_error(self, request: IRequest, failure: Failure) -> bytes:
-        error = failure.value
-        assert isinstance(error, GatewayError)
-        if error.upstream:
-            self.log.info(
-                "Cuebot answered {code} to {rpc}: {message}",
-                code=error.code_name,
-                rpc=request.path.decode("latin-1"),
-                message=error.message,
-                request_id=request_id_of(request),
-            )
-        return error_bytes(request, error)
-
-    def _cancelled(self, request: IRequest, failure: Failure) -> bytes:
-        # The client went away (Klein cancelled us) or the channel closed under us.
-        return error_bytes(request, GatewayError(1, "request cancelled"))
-
-    def _unexpected(self, request: IRequest, failure: Failure) -> bytes:
-        self.log.failure(
-            "Unexpected failure serving {path}",
-            failure,
-            path=request.path,
-            request_id=request_id_of(request),
-        )
-        return error_bytes(request, GatewayError(13, "internal gateway error"))
+    Klein cancels a route's Deferred when its client disconnects; for a mutation the
+    call must carry on to its real outcome (which the audit observes on C{call}).
+    """
+    shielded: Deferred[Any] = Deferred()
+    call.chainDeferred(shielded)
+    return shielded
 
 
 def _printable(value: bytes | None) -> str | None:
@@ -299,9 +242,10 @@ def _printable(value: bytes | None) -> str | None:
     return text if text.isascii() and text.isprintable() else None
 
 
-def _remember_json(body: bytes, reply: SharedReply) -> bytes:
-    reply.remember_json(body)
-    return body
+def _valid_host(value: bytes | None) -> str | None:
+    """The Host header if it is a valid host (and port), else None: never sent on."""
+    text = _printable(value)
+    return text if text is not None and _HOST.match(text) else None
 
 
 def _metadata_value(key: str, value: bytes) -> str | bytes:
@@ -309,36 +253,10 @@ def _metadata_value(key: str, value: bytes) -> str | bytes:
         try:
             return base64.b64decode(value + b"=" * (-len(value) % 4), validate=True)
         except (binascii.Error, ValueError):
-            raise GatewayError(3, f"invalid base64 in metadata header {key}") from None
+            raise GatewayError.invalid_argument(
+                f"invalid base64 in metadata header {key}"
+            ) from None
     text = value.decode("latin-1")
     if not text.isprintable() or not text.isascii():
-        raise GatewayError(3, f"invalid value in metadata header {key}")
+        raise GatewayError.invalid_argument(f"invalid value in metadata header {key}")
     return text
-
-
-class CallerResource(LeafResource):
-    """The route tree as one caller's avatar: notes the identity, then routes."""
-
-    def __init__(self, identity: Identity, resource: IResource) -> None:
-        self.identity = identity
-        self._resource = resource
-
-    def render(self, request: IRequest) -> Any:
-        """Route the request on behalf of this caller."""
-        ctx = context_of(request)
-        if ctx is not None:
-            ctx.identity = self.identity
-        if not _utf8_url(request):
-            # Klein would answer with an HTML page and log a traceback.
-            return error_bytes(request, GatewayError(3, "the URL is not valid UTF-8"))
-        return self._resource.render(request)
-
-
-def _utf8_url(request: IRequest) -> bool:
-    """Whether the decoded path and the host name are UTF-8, as Klein's routing needs."""
-    try:
-        b"/".join(request.prepath + request.postpath).decode("utf-8")  # type: ignore[attr-defined]
-        request.getRequestHostname().decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True

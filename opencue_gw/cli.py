@@ -1,10 +1,11 @@
-# -*- test-case-name: tests.test_cli -*-
+# -*- test-case-name: tests.integration.test_cli -*-
 """
 C{opencue-gw}: the gateway from a terminal, for people and shell scripts.
 
-It mints tokens, calls any RPC, and lists or acts on shows, jobs, frames, layers and
-hosts through the synchronous client. Tables are for reading; C{--json} prints the
-gateway's JSON for scripts. The exit status says what went wrong without parsing text:
+It mints tokens, calls any RPC, submits jobs described in JSON or YAML, and lists or
+acts on shows, jobs, frames, layers and hosts through the synchronous client. Tables are
+for reading; C{--json} prints the gateway's JSON for scripts. The exit status says what
+went wrong without parsing text:
 
     0  success
     1  any other failure (Cuebot error, internal error)
@@ -13,6 +14,10 @@ gateway's JSON for scripts. The exit status says what went wrong without parsing
     3  authentication or permission: no token, bad token, not allowed
     4  not found
     5  unavailable: gateway or Cuebot unreachable, draining, or deadline exceeded
+
+C{wait} adds its own: 0 when every frame of the finished job succeeded (or was eaten),
+1 when it finished with dead (or unfinished, after a kill) frames, 6 when the wait timed
+out first. C{watch} prints events until interrupted (or C{--max-events}).
 """
 
 from __future__ import annotations
@@ -28,14 +33,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from opencue_gw.auth.tokens import mint_token
 from opencue_gw.client import DEFAULT_URL, GatewayClient, GatewayClientError
 from opencue_gw.client.core import TOKEN_ENV, TOKEN_FILE_ENV, URL_ENV
+from opencue_gw.client.sse import describe
 from opencue_gw.config import parse_duration
-from opencue_gw.tokens import mint_token
 
 __all__ = ["EXIT_CODES", "exit_code_for", "main"]
 
 EXIT_OK, EXIT_OTHER, EXIT_USAGE, EXIT_AUTH, EXIT_NOT_FOUND, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4, 5
+EXIT_FAILED_FRAMES, EXIT_TIMEOUT = 1, 6
 # gRPC code -> exit status; anything else is EXIT_OTHER.
 EXIT_CODES: Mapping[int, int] = {
     3: EXIT_USAGE,
@@ -103,6 +110,10 @@ _TABLES: Mapping[str, Sequence[Column]] = {
         ("TOTAL", _stats("layerStats", "totalFrames")),
         ("ID", lambda la: la.get("id")),
     ),
+    "launched": (
+        ("ID", lambda j: j.get("id")),
+        ("NAME", lambda j: j.get("name")),
+    ),
     "hosts": (
         ("NAME", lambda h: h.get("name")),
         ("STATE", lambda h: h.get("state")),
@@ -135,7 +146,8 @@ def write_table(stream: TextIO, kind: str, items: Sequence[Mapping[str, Any]]) -
         stream.write("\n")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _common(*, request_timeout: bool = True) -> argparse.ArgumentParser:
+    """The options every command takes (C{wait} has a --timeout of its own)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--url",
@@ -149,15 +161,21 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print the JSON answer"
     )
-    common.add_argument(
-        "--timeout", type=float, default=argparse.SUPPRESS, help="seconds per request [60]"
-    )
+    if request_timeout:
+        common.add_argument(
+            "--timeout", type=float, default=argparse.SUPPRESS, help="seconds per request [60]"
+        )
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common()
     parser = argparse.ArgumentParser(
         prog="opencue-gw",
         parents=[common],
         description="Talk to an OpenCue REST gateway.",
         epilog="Exit status: 0 ok, 1 other error, 2 usage or invalid argument, "
-        "3 authentication/permission, 4 not found, 5 unavailable.",
+        "3 authentication/permission, 4 not found, 5 unavailable, 6 wait timed out.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -173,6 +191,18 @@ def _parser() -> argparse.ArgumentParser:
     call = commands.add_parser("call", parents=[common], help="call any RPC")
     call.add_argument("rpc", help="e.g. job.JobInterface/GetJobs")
     call.add_argument("body", nargs="?", default="{}", help="JSON request body, - for stdin")
+
+    submit = commands.add_parser(
+        "submit",
+        parents=[common],
+        help="launch a job described in a JSON or YAML file",
+        description="Launch the job a JSON (or .yaml/.yml) job description file describes "
+        "and print the launched job's id and name. - reads JSON from stdin.",
+    )
+    submit.add_argument("file", help="job description: .json, .yaml or .yml; - for stdin")
+    submit.add_argument(
+        "--dry-run", action="store_true", help="print the job-spec XML; launch nothing"
+    )
 
     commands.add_parser("shows", parents=[common], help="list shows")
 
@@ -199,6 +229,25 @@ def _parser() -> argparse.ArgumentParser:
     hosts = commands.add_parser("hosts", parents=[common], help="list hosts")
     hosts.add_argument("--alloc", action="append", help="allocation name (repeatable)")
     hosts.add_argument("--state", action="append", help="hardware state, e.g. UP")
+
+    wait = commands.add_parser(
+        "wait",
+        parents=[_common(request_timeout=False)],
+        help="wait for a job to finish",
+        description="Exit 0 when every frame succeeded, 1 with dead frames, 5 when the "
+        "gateway or Cuebot is unavailable, 6 on timeout.",
+    )
+    wait.add_argument("job", help="job id or name")
+    wait.add_argument(
+        "--timeout", dest="wait_for", default="1h", help="how long to wait, e.g. 30m or 2h [1h]"
+    )
+
+    watch = commands.add_parser("watch", parents=[common], help="print farm events as they come")
+    watch.add_argument("--show", action="append", help="show name (repeatable)")
+    watch.add_argument("--job", action="append", help="job id (repeatable)")
+    watch.add_argument("--types", help="job,layer,frame,host [job; with --job also layer,frame]")
+    watch.add_argument("--states", help="only objects in these states, e.g. RUNNING,DEAD")
+    watch.add_argument("--max-events", type=int, help="stop after this many events")
 
     for name in ("kill", "pause", "resume"):
         sub = commands.add_parser(name, parents=[common], help=f"{name} a job")
@@ -236,12 +285,95 @@ def _mint(args: argparse.Namespace, environ: Mapping[str, str], stdout: TextIO) 
     return EXIT_OK
 
 
+def _load_description(name: str, stdin: TextIO) -> Any:
+    """The job description in file C{name} (C{-}: stdin), JSON or, by suffix, YAML."""
+    try:
+        text = stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+    except OSError as error:
+        raise _Usage(f"cannot read {name}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise _Usage(f"{name} is not UTF-8 text") from None
+    if Path(name).suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise _Usage("reading YAML needs PyYAML (pip install pyyaml)") from None
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise _Usage(f"{name} is not YAML: {error}") from None
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise _Usage(f"{name} is not JSON: {error}") from None
+
+
+def _submit(args: argparse.Namespace, client: GatewayClient, stdin: TextIO) -> tuple[str, Any]:
+    description = _load_description(args.file, stdin)
+    if not isinstance(description, dict):
+        raise _Usage(f"{args.file} must hold one job description (an object)")
+    if args.dry_run:
+        return "spec", client.submit_job(description, dry_run=True)
+    return "launched", client.submit_job(description)["jobs"]
+
+
 def _job_id(client: GatewayClient, job: str) -> str:
     """Accept a job's id or its name; names are looked up once."""
     if _UUID.match(job):
         return job
     found = client.find_job(job)
     return str(found["job"]["id"])
+
+
+def _wait(args: argparse.Namespace, client: GatewayClient, out: TextIO) -> int:
+    """C{wait}: block until the job finishes; the exit status says how it ended."""
+    try:
+        limit = parse_duration(args.wait_for)
+    except ValueError as error:
+        raise _Usage(f"--timeout: {error}") from None
+    job_id = _job_id(client, args.job)
+    try:
+        answer = client.wait_for_job(job_id, limit)
+    except GatewayClientError as error:
+        if error.http_status == 408:
+            out.write(f"opencue-gw: {error.message}\n")
+            return EXIT_TIMEOUT
+        raise
+    counts = answer.get("frameCounts") or {}
+    done = counts.get("succeeded", 0) + counts.get("eaten", 0)
+    ok = counts.get("dead", 0) == 0 and done == counts.get("total", 0)
+    if _option(args, "json"):
+        out.write(json.dumps(answer, indent=2, ensure_ascii=False) + "\n")
+    else:
+        name = (answer.get("job") or {}).get("name", job_id)
+        out.write(
+            f"{name}: finished, {counts.get('succeeded', 0)} succeeded, "
+            f"{counts.get('dead', 0)} dead, {counts.get('eaten', 0)} eaten "
+            f"of {counts.get('total', 0)} frames\n"
+        )
+    return EXIT_OK if ok else EXIT_FAILED_FRAMES
+
+
+def _watch(args: argparse.Namespace, client: GatewayClient, out: TextIO) -> int:
+    """C{watch}: one line per event (or its JSON) until interrupted."""
+    seen = 0
+    as_json = bool(_option(args, "json"))
+    try:
+        for event in client.events(
+            show=args.show, job=args.job, types=args.types, states=args.states
+        ):
+            if as_json:
+                record = {"id": event.id, "event": event.type, "data": event.data}
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            else:
+                out.write(describe(event) + "\n")
+            out.flush()
+            seen += 1
+            if args.max_events is not None and seen >= args.max_events:
+                break
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
 
 
 def _run(args: argparse.Namespace, client: GatewayClient, stdin: TextIO) -> tuple[str | None, Any]:
@@ -254,6 +386,8 @@ def _run(args: argparse.Namespace, client: GatewayClient, stdin: TextIO) -> tupl
         except ValueError as error:
             raise _Usage(f"the body is not JSON: {error}") from None
         return None, client.call(args.rpc, body)
+    if command == "submit":
+        return _submit(args, client, stdin)
     if command == "shows":
         return "shows", client.shows()
     if command == "jobs":
@@ -312,6 +446,10 @@ def main(
             timeout=_option(args, "timeout") or 60.0,
             environ=env,
         )
+        if args.command == "wait":
+            return _wait(args, client, out)
+        if args.command == "watch":
+            return _watch(args, client, out)
         kind, result = _run(args, client, stdin if stdin is not None else sys.stdin)
     except _Usage as error:
         err.write(f"opencue-gw: {error}\n")
@@ -321,6 +459,8 @@ def main(
         return exit_code_for(error)
     if kind is None or _option(args, "json"):
         out.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    elif kind == "spec":
+        out.write(result["spec"] + "\n")
     else:
         write_table(out, kind, result)
     return EXIT_OK

@@ -3,6 +3,10 @@
 Turning command-line options and the Go gateway's environment variables into one
 validated L{GatewayConfig}.
 
+Every setting is declared once, in L{opencue_gw.settings.SETTINGS}; this module reads
+them and builds what needs more than one setting or more than parsing text (listeners,
+the secret, PEM files, the policy, the JWKS URL).
+
 The Go gateway's variables (C{CUEBOT_ENDPOINT}, C{REST_PORT}, C{JWT_SECRET},
 C{GRPC_MAX_RECV_MSG_MB}) keep working so existing deployments move over unchanged; the
 ones its documentation promised but it never read (C{GRPC_TIMEOUT}, C{LOG_LEVEL},
@@ -13,8 +17,6 @@ gateway silently fell back to a default.
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,18 +26,23 @@ from urllib.parse import urlsplit
 from twisted.internet.endpoints import quoteStringArgument
 from twisted.logger import LogLevel
 
-from opencue_gw.jwks import DEFAULT_MAX_AGE, DEFAULT_MIN_INTERVAL
-from opencue_gw.keys import VerifyingKey, load_public_key
-from opencue_gw.logs import parse_log_level
-from opencue_gw.policy import Policy, PolicyError, load_policy
+from opencue_gw.auth.keys import VerifyingKey, load_public_key
+from opencue_gw.auth.policy import Policy, PolicyError, load_policy
+from opencue_gw.facilities import FacilitySpec, load_facilities_file, resolve_facilities
+from opencue_gw.settings import (
+    MIB,
+    SETTINGS,
+    ConfigError,
+    Setting,
+    check_not_above,
+    parse_duration,
+    raw_text,
+    setting,
+    value_of,
+)
+from opencue_gw.shared.address import RedisAddress, parse_redis_url
 
 __all__ = ["ConfigError", "GatewayConfig", "parse_duration", "resolve_config"]
-
-DEFAULT_CUEBOT = "localhost:8443"
-DEFAULT_REST_PORT = "8448"
-DEFAULT_MAX_RECV_MB = 256
-DEFAULT_GRPC_TIMEOUT = 30.0
-DEFAULT_GRACE = 30.0
 
 # Secrets the OpenCue documentation and compose files publish; anyone can forge tokens.
 PUBLISHED_SECRETS = frozenset(
@@ -47,20 +54,19 @@ PUBLISHED_SECRETS = frozenset(
     }
 )
 
-_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {None: 1.0, "s": 1.0, "ms": 1e-3, "m": 60.0, "h": 3600.0}
-_HOST_PORT = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+):([0-9]{1,5})$")
 
-
-class ConfigError(ValueError):
-    """A setting that cannot be used; the message names it and says why."""
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GatewayConfig:
-    """Everything the service tree is built from."""
+    """
+    Everything the service tree is built from. Only L{resolve_config} makes one, so
+    the defaults live in L{SETTINGS} alone; tests adjust one with C{dataclasses.replace}.
+    """
 
     cuebot: str
+    """The default facility's Cuebot replicas, C{HOST:PORT[,HOST:PORT...]}."""
+    default_facility: str
+    facilities: tuple[FacilitySpec, ...]
+    """Every facility the gateway serves, the default first (one entry without any)."""
     listen: tuple[str, ...]
     jwt_secret: bytes = field(repr=False)
     max_recv_bytes: int
@@ -75,127 +81,170 @@ class GatewayConfig:
     demo_seed: int
     demo_speed: float
     demo_token_file: str | None
-    warnings: tuple[str, ...] = ()
-    public_docs: bool = True
+    warnings: tuple[str, ...]
+    public_docs: bool
     """Serve /openapi.json and /docs without a token (C{--no-public-docs} turns it off)."""
     # Edge protection: body limit, timeouts, load shedding, CORS, rate limits.
-    max_body_bytes: int = 32 * 1024 * 1024
-    http_timeout: float = 60.0
-    max_in_flight: int = 2000
-    cors_origins: tuple[str, ...] = ()
-    cors_headers: tuple[str, ...] = ()
-    rate_limit_rps: float = 0.0
-    rate_limit_burst: float = 0.0
-    metrics_public: bool = True
+    max_body_bytes: int
+    http_timeout: float
+    max_in_flight: int
+    cors_origins: tuple[str, ...]
+    cors_headers: tuple[str, ...]
+    rate_limit_rps: float
+    rate_limit_burst: float
+    metrics_public: bool
+    # Request-head limits: 414 for a longer request line, 431 for the header limits.
+    max_request_line: int
+    max_header_line: int
+    max_headers: int
+    max_head_bytes: int
+    # Enum names this gateway does not know: refused with 400 unless allowed (then dropped).
+    allow_unknown_enums: bool
     # Sharing reads: identical reads in flight always share a call; a cache is opt-in.
-    coalesce_reads: bool = True
-    read_cache_ms: float = 0.0
+    coalesce_reads: bool
+    read_cache_ms: float
+    # Concurrent by-id reads (GetJobs by ids) sent to Cuebot as one call.
+    batch_reads: bool
+    # Serving a read's last good answer while Cuebot is unavailable (0 = off).
+    stale_if_error: float
+    stale_max_bytes: int
+    # Shared state in Redis (None: each process keeps its own).
+    redis: RedisAddress | None
+    redis_timeout: float
+    # Live farm events: polling, heartbeats, resume history and subscriber limits.
+    events_interval: float
+    events_heartbeat: float
+    events_history: int
+    events_max_subscribers: int
+    events_max_per_caller: int
+    events_max_buffer: int
+    events_poll_timeout: float
+    events_max_wait: float
     # Processes: N workers sharing one listening socket opened by a supervising parent.
-    workers: int = 1
-    worker_fd: int | None = None
+    workers: int
+    worker_fd: int | None
     # TLS towards Cuebot (a TLS terminator in front of it).
-    cuebot_tls: bool = False
-    cuebot_ca: bytes | None = field(default=None, repr=False)
-    cuebot_client_cert: bytes | None = field(default=None, repr=False)
-    cuebot_client_key: bytes | None = field(default=None, repr=False)
-    cuebot_server_name: str | None = None
+    cuebot_tls: bool
+    cuebot_ca: bytes | None = field(repr=False)
+    cuebot_client_cert: bytes | None = field(repr=False)
+    cuebot_client_key: bytes | None = field(repr=False)
+    cuebot_server_name: str | None
     # Token key sources beside the secret, issuer/audience checks, policy and audit.
-    jwt_public_key_file: str | None = None
-    jwt_public_key: VerifyingKey | None = field(default=None, repr=False, compare=False)
-    jwks_url: str | None = None
-    jwks_max_age: float = DEFAULT_MAX_AGE
-    jwks_min_interval: float = DEFAULT_MIN_INTERVAL
-    jwt_issuer: str | None = None
-    jwt_audience: str | None = None
-    policy_file: str | None = None
-    policy: Policy | None = field(default=None, repr=False, compare=False)
-    audit_log: str | None = None
+    jwt_public_key_file: str | None
+    jwt_public_key: VerifyingKey | None = field(repr=False, compare=False)
+    jwks_url: str | None
+    jwks_max_age: float
+    jwks_min_interval: float
+    jwt_issuer: str | None
+    jwt_audience: str | None
+    policy_file: str | None
+    policy: Policy | None = field(repr=False, compare=False)
+    audit_log: str | None
 
 
-def parse_duration(text: str) -> float:
-    """Seconds from C{30}, C{30s}, C{500ms}, C{2m} or C{1h}."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise ValueError(f"expected a duration such as 30s or 500ms, got {text!r}")
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+def resolve_config(options: Mapping[str, Any], env: Mapping[str, str]) -> GatewayConfig:
+    """Validate every setting; raise L{ConfigError} at the first unusable one."""
+
+    def get(key: str) -> Any:
+        return value_of(setting(key), options, env)
+
+    direct = {
+        entry.field: value_of(entry, options, env) for entry in SETTINGS if not entry.composite
+    }
+    check_not_above(lambda key: direct[setting(key).field])
+    facilities = _facilities(options, env, direct["cuebot"], direct["default_facility"])
+    access, warnings = _access_settings(options, env, [f.name for f in facilities])
+    has_keys = access["jwt_public_key"] is not None or access["jwks_url"] is not None
+    secret = _secret(options, env, direct["demo"] or has_keys)
+    if secret in PUBLISHED_SECRETS:
+        warnings.append(
+            "the JWT secret is one published in OpenCue's examples; anyone can forge tokens"
+        )
+    elif secret and len(secret) < 32:
+        warnings.append("the JWT secret is shorter than 32 bytes; prefer a longer random one")
+    burst = get("rate-limit-burst")
+    return GatewayConfig(
+        **direct,
+        facilities=facilities,
+        listen=_listen(options, env),
+        jwt_secret=secret,
+        max_recv_bytes=get("grpc-max-recv-mb") * MIB,
+        grpc_timeout=get("grpc-timeout") or None,
+        require_exp=not get("allow-missing-exp"),
+        public_docs=not get("no-public-docs"),
+        metrics_public=not get("metrics-require-token"),
+        coalesce_reads=not get("no-coalesce"),
+        batch_reads=not get("no-batch"),
+        rate_limit_burst=burst if burst > 0 else max(1.0, 2 * direct["rate_limit_rps"]),
+        jwks_min_interval=get("jwks-min-refresh"),
+        redis=_redis(options, env),
+        warnings=tuple(warnings),
+        **_cuebot_tls_settings(options, env),
+        **access,
+    )
 
 
-def _pick(options: Mapping[str, Any], env: Mapping[str, str], opt: str, var: str | None) -> Any:
-    value = options.get(opt)
-    if value is not None:
-        return value
-    if var is not None:
-        return env.get(var)
-    return None
+def _redis(options: Mapping[str, Any], env: Mapping[str, str]) -> RedisAddress | None:
+    url_setting, file_setting = setting("redis"), setting("redis-password-file")
+    url = raw_text(url_setting, options, env)
+    if not url:
+        return None
+    return parse_redis_url(
+        url,
+        raw_text(file_setting, options, env) or None,
+        name=url_setting.source(options),
+        password_name=file_setting.source(options),
+    )
 
 
-def _name(opt: str, var: str | None) -> str:
-    return f"--{opt} ({var})" if var else f"--{opt}"
-
-
-def _number(
-    options: Mapping[str, Any],
-    env: Mapping[str, str],
-    opt: str,
-    var: str | None,
-    default: float,
-    *,
-    duration: bool = False,
-    minimum: float = 0.0,
-) -> float:
-    raw = _pick(options, env, opt, var)
-    if raw is None or raw == "":
-        return default
+def _facilities(
+    options: Mapping[str, Any], env: Mapping[str, str], cuebot: str, default_name: str
+) -> tuple[FacilitySpec, ...]:
+    """The default facility (C{--cuebot}'s) and those of C{--facility} and the file."""
+    entry, file_entry = setting("facility"), setting("facilities-file")
+    named: list[tuple[str, str]] = []
+    given = options.get("facility") or ()
+    for item in [given] if isinstance(given, str) else given:
+        # Text from a plain mapping, or pairs already parsed by Options.opt_facility.
+        named.extend(entry.parse_text(item) if isinstance(item, str) else [tuple(item)])
+    if not named:
+        text = raw_text(entry, {}, env)
+        if text is not None and text.strip():
+            named.extend(entry.parse_text(text))
+    path = raw_text(file_entry, options, env)
+    if path:
+        try:
+            named.extend(load_facilities_file(path))
+        except ValueError as error:
+            raise ConfigError(f"{file_entry.name}: {error}") from None
+    cuebot_entry = setting("cuebot")
     try:
-        value = parse_duration(str(raw)) if duration else float(raw)
-    except ValueError:
-        kind = "a duration such as 30s" if duration else "a number"
-        raise ConfigError(f"{_name(opt, var)}: expected {kind}, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{_name(opt, var)}: must be at least {minimum:g}, got {raw!r}")
-    return value
-
-
-def _integer(
-    options: Mapping[str, Any],
-    env: Mapping[str, str],
-    opt: str,
-    var: str | None,
-    default: int,
-    minimum: int,
-) -> int:
-    raw = _pick(options, env, opt, var)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(str(raw).strip())
-    except ValueError:
-        raise ConfigError(f"{_name(opt, var)}: expected a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{_name(opt, var)}: must be at least {minimum}, got {raw!r}")
-    return value
+        return resolve_facilities(
+            default_name,
+            cuebot,
+            cuebot_given=raw_text(cuebot_entry, options, env) is not None,
+            named=named,
+        )
+    except ValueError as error:
+        raise ConfigError(f"{entry.name}: {error}") from None
 
 
 def _listen(options: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, ...]:
+    port, cert_file, key_file = setting("port"), setting("tls-cert-file"), setting("tls-key-file")
     given = list(options.get("port") or ())
     if not given:
-        rest_port = env.get("REST_PORT") or DEFAULT_REST_PORT
+        rest_port = raw_text(port, {}, env) or port.default
         if not rest_port.strip().isdigit() or not 0 < int(rest_port) < 65536:
-            raise ConfigError(f"REST_PORT: expected a TCP port number, got {rest_port!r}")
+            raise ConfigError(f"{port.variable}: expected a TCP port number, got {rest_port!r}")
         given = [rest_port.strip()]
-    cert, key = env.get("TLS_CERT_FILE"), env.get("TLS_KEY_FILE")
+    cert, key = raw_text(cert_file, options, env), raw_text(key_file, options, env)
     if bool(cert) != bool(key):
-        raise ConfigError("TLS_CERT_FILE/TLS_KEY_FILE: set both or neither")
+        raise ConfigError(f"{cert_file.name}/{key_file.name}: set both or neither")
     if cert and key and not options.get("port"):
-        for path, var in ((cert, "TLS_CERT_FILE"), (key, "TLS_KEY_FILE")):
+        for path, entry in ((cert, cert_file), (key, key_file)):
             if not Path(path).is_file():
-                raise ConfigError(f"{var}: no such file: {path}")
-            try:
-                pem = Path(path).read_bytes()
-            except OSError as error:
-                raise ConfigError(f"{var}: cannot read {path}: {error.strerror}") from None
-            if b"-----BEGIN" not in pem:
-                raise ConfigError(f"{var}: {path} is not a PEM file")
+                raise ConfigError(f"{entry.name}: no such file: {path}")
+            _read_pem_file(entry, path)
         given = [
             f"ssl:{given[0]}:privateKey={quoteStringArgument(key)}:certKey={quoteStringArgument(cert)}"
         ]
@@ -210,9 +259,10 @@ def _listen(options: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, ..
 
 
 def _secret(options: Mapping[str, Any], env: Mapping[str, str], optional: bool) -> bytes:
-    path = options.get("jwt-secret-file") or env.get("JWT_SECRET_FILE")
+    secret_file, secret_var = setting("jwt-secret-file"), setting("jwt-secret")
+    path = raw_text(secret_file, options, env)
     if path:
-        name = "--jwt-secret-file" if options.get("jwt-secret-file") else "JWT_SECRET_FILE"
+        name = secret_file.source(options)
         try:
             secret = Path(path).read_bytes().strip()
         except OSError as error:
@@ -220,10 +270,13 @@ def _secret(options: Mapping[str, Any], env: Mapping[str, str], optional: bool) 
         if not secret:
             raise ConfigError(f"{name}: {path} is empty")
         return secret
-    value = env.get("JWT_SECRET")
+    assert secret_var.variable is not None
+    value = env.get(secret_var.variable)
     if value is not None:
         if not value.strip():
-            raise ConfigError("JWT_SECRET: is empty; an empty HMAC key would accept forged tokens")
+            raise ConfigError(
+                f"{secret_var.name}: is empty; an empty HMAC key would accept forged tokens"
+            )
         return value.encode("utf-8")
     if optional:
         return b""
@@ -235,180 +288,79 @@ def _secret(options: Mapping[str, Any], env: Mapping[str, str], optional: bool) 
     )
 
 
-def _cuebot(options: Mapping[str, Any], env: Mapping[str, str]) -> str:
-    target = str(_pick(options, env, "cuebot", "CUEBOT_ENDPOINT") or DEFAULT_CUEBOT).strip()
-    match = _HOST_PORT.match(target)
-    if match is None or not 0 < int(match.group(1)) < 65536:
-        raise ConfigError(f"--cuebot (CUEBOT_ENDPOINT): expected HOST:PORT, got {target!r}")
-    return target
-
-
-def resolve_config(options: Mapping[str, Any], env: Mapping[str, str]) -> GatewayConfig:
-    """Validate every setting; raise L{ConfigError} at the first unusable one."""
-    demo = bool(options.get("demo"))
-    access, warnings = _access_settings(options, env)
-    has_keys = access["jwt_public_key"] is not None or access["jwks_url"] is not None
-    secret = _secret(options, env, demo or has_keys)
-    if secret in PUBLISHED_SECRETS:
-        warnings.append(
-            "the JWT secret is one published in OpenCue's examples; anyone can forge tokens"
-        )
-    elif secret and len(secret) < 32:
-        warnings.append("the JWT secret is shorter than 32 bytes; prefer a longer random one")
-    log_text = _pick(options, env, "log-level", "LOG_LEVEL")
-    try:
-        log_level = parse_log_level(log_text) if log_text else LogLevel.info
-    except ValueError as error:
-        raise ConfigError(f"--log-level (LOG_LEVEL): {error}") from None
-    timeout = _number(
-        options, env, "grpc-timeout", "GRPC_TIMEOUT", DEFAULT_GRPC_TIMEOUT, duration=True
-    )
-    return GatewayConfig(
-        cuebot=_cuebot(options, env),
-        listen=_listen(options, env),
-        jwt_secret=secret,
-        max_recv_bytes=_integer(
-            options, env, "grpc-max-recv-mb", "GRPC_MAX_RECV_MSG_MB", DEFAULT_MAX_RECV_MB, 1
-        )
-        * 1024
-        * 1024,
-        grpc_timeout=timeout or None,
-        log_level=log_level,
-        grace_period=_number(
-            options, env, "grace-period", "SHUTDOWN_TIMEOUT", DEFAULT_GRACE, duration=True
-        ),
-        strict_json=bool(options.get("strict-json")),
-        require_exp=not options.get("allow-missing-exp"),
-        jwt_leeway=_number(options, env, "jwt-leeway", "JWT_LEEWAY", 0.0, duration=True),
-        codec_threads=_integer(options, env, "codec-threads", None, 2, 1),
-        demo=demo,
-        demo_seed=_integer(options, env, "demo-seed", None, 7, 0),
-        demo_speed=_number(options, env, "demo-speed", None, 10.0),
-        demo_token_file=options.get("demo-token-file"),
-        warnings=tuple(warnings),
-        public_docs=not options.get("no-public-docs"),
-        **_edge_settings(options, env),
-        **_cuebot_tls_settings(options, env),
-        **access,
-    )
-
-
-def _csv(text: str | None) -> tuple[str, ...]:
-    return tuple(part.strip() for part in (text or "").split(",") if part.strip())
-
-
-def _edge_settings(options: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    rps = _number(options, env, "rate-limit-rps", "RATE_LIMIT_RPS", 0.0)
-    burst = _number(options, env, "rate-limit-burst", "RATE_LIMIT_BURST", 0.0)
-    return {
-        "max_body_bytes": _integer(
-            options, env, "max-body-bytes", "MAX_BODY_BYTES", 32 * 1024 * 1024, 1
-        ),
-        "http_timeout": _number(
-            options, env, "http-timeout", "HTTP_TIMEOUT", 60.0, duration=True, minimum=1.0
-        ),
-        "max_in_flight": _integer(options, env, "max-in-flight", "MAX_IN_FLIGHT", 2000, 1),
-        "cors_origins": _csv(_pick(options, env, "cors-origins", "CORS_ORIGINS")),
-        "cors_headers": _csv(_pick(options, env, "cors-headers", "CORS_HEADERS")),
-        "rate_limit_rps": rps,
-        "rate_limit_burst": burst if burst > 0 else max(1.0, 2 * rps),
-        "metrics_public": not options.get("metrics-require-token"),
-        "coalesce_reads": not options.get("no-coalesce"),
-        "read_cache_ms": _number(options, env, "read-cache-ms", "READ_CACHE_MS", 0.0),
-        "workers": _integer(options, env, "workers", "WORKERS", 1, 1),
-        "worker_fd": int(options["worker-fd"]) if options.get("worker-fd") else None,
-    }
-
-
-def _read_pem(
-    options: Mapping[str, Any], env: Mapping[str, str], opt: str, var: str
-) -> bytes | None:
-    path = _pick(options, env, opt, var)
-    if not path:
-        return None
+def _read_pem_file(entry: Setting, path: str) -> bytes:
     try:
         data = Path(path).read_bytes()
     except OSError as error:
-        raise ConfigError(f"{_name(opt, var)}: cannot read {path}: {error.strerror}") from None
+        raise ConfigError(f"{entry.name}: cannot read {path}: {error.strerror}") from None
     if b"-----BEGIN" not in data:
-        raise ConfigError(f"{_name(opt, var)}: {path} is not a PEM file")
+        raise ConfigError(f"{entry.name}: {path} is not a PEM file")
     return data
 
 
+def _read_pem(options: Mapping[str, Any], env: Mapping[str, str], key: str) -> bytes | None:
+    entry = setting(key)
+    path = raw_text(entry, options, env)
+    return _read_pem_file(entry, path) if path else None
+
+
 def _cuebot_tls_settings(options: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    ca = _read_pem(options, env, "cuebot-ca", "CUEBOT_CA_FILE")
-    cert = _read_pem(options, env, "cuebot-client-cert", "CUEBOT_CLIENT_CERT_FILE")
-    key = _read_pem(options, env, "cuebot-client-key", "CUEBOT_CLIENT_KEY_FILE")
+    ca = _read_pem(options, env, "cuebot-ca")
+    cert = _read_pem(options, env, "cuebot-client-cert")
+    key = _read_pem(options, env, "cuebot-client-key")
     if (cert is None) != (key is None):
         raise ConfigError("--cuebot-client-cert/--cuebot-client-key: give both or neither")
-    flag = options.get("cuebot-tls") or env.get("CUEBOT_TLS", "").lower() in ("1", "true", "yes")
+    flag = value_of(setting("cuebot-tls"), options, env)
     return {
         "cuebot_tls": bool(flag or ca or cert),
         "cuebot_ca": ca,
         "cuebot_client_cert": cert,
         "cuebot_client_key": key,
-        "cuebot_server_name": _pick(options, env, "cuebot-server-name", "CUEBOT_SERVER_NAME"),
     }
 
 
 def _access_settings(
-    options: Mapping[str, Any], env: Mapping[str, str]
+    options: Mapping[str, Any], env: Mapping[str, str], facilities: list[str]
 ) -> tuple[dict[str, Any], list[str]]:
-    """Public key, JWKS, issuer/audience, policy and audit settings, and their warnings."""
+    """Public key, JWKS URL and policy, which need more than parsing, and their warnings."""
     warnings: list[str] = []
-    key_path = _pick(options, env, "jwt-public-key", "JWT_PUBLIC_KEY_FILE") or None
+    key_entry = setting("jwt-public-key")
+    key_path = raw_text(key_entry, options, env)
     public_key = None
     if key_path:
-        name = _name("jwt-public-key", "JWT_PUBLIC_KEY_FILE")
         try:
             public_key = load_public_key(Path(key_path).read_bytes())
         except OSError as error:
-            raise ConfigError(f"{name}: cannot read {key_path}: {error.strerror}") from None
+            raise ConfigError(
+                f"{key_entry.name}: cannot read {key_path}: {error.strerror}"
+            ) from None
         except ValueError as error:
-            raise ConfigError(f"{name}: {key_path} {error}") from None
-    jwks_url = (_pick(options, env, "jwks-url", "JWKS_URL") or "").strip() or None
+            raise ConfigError(f"{key_entry.name}: {key_path} {error}") from None
+    jwks_entry = setting("jwks-url")
+    jwks_url = (raw_text(jwks_entry, options, env) or "").strip() or None
     if jwks_url is not None:
         parsed = urlsplit(jwks_url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ConfigError(f"--jwks-url (JWKS_URL): expected an https:// URL, got {jwks_url!r}")
+            raise ConfigError(f"{jwks_entry.name}: expected an https:// URL, got {jwks_url!r}")
         if parsed.scheme == "http" and parsed.hostname not in ("localhost", "127.0.0.1", "::1"):
-            warnings.append("JWKS_URL is plain http; signing keys could be replaced in transit")
-    policy_path = _pick(options, env, "policy", "POLICY_FILE") or None
+            warnings.append(
+                f"{jwks_entry.variable} is plain http; signing keys could be replaced in transit"
+            )
+    policy_entry = setting("policy")
+    policy_path = raw_text(policy_entry, options, env)
     policy = None
     if policy_path:
-        from opencue_gw.rpcs import load_rpcs
+        from opencue_gw.upstream.rpcs import load_rpcs
 
         methods = [f"{rpc.service}.{rpc.method}" for rpc in load_rpcs().values()]
         try:
-            policy = load_policy(policy_path, methods)
+            policy = load_policy(policy_path, methods, facilities)
         except PolicyError as error:
-            raise ConfigError(f"--policy (POLICY_FILE): {error}") from None
-    audit_log = _pick(options, env, "audit-log", "AUDIT_LOG") or None
-    if audit_log:
-        # Absolute, so a daemon that changes directory still writes where it was told.
-        audit_log = os.path.abspath(audit_log)
-        if not os.path.isdir(os.path.dirname(audit_log)):
-            raise ConfigError(
-                f"--audit-log (AUDIT_LOG): the directory of {audit_log} does not exist"
-            )
+            raise ConfigError(f"{policy_entry.name}: {error}") from None
     return {
         "jwt_public_key_file": key_path,
         "jwt_public_key": public_key,
         "jwks_url": jwks_url,
-        "jwks_max_age": _number(
-            options, env, "jwks-max-age", "JWKS_MAX_AGE", DEFAULT_MAX_AGE, duration=True
-        ),
-        "jwks_min_interval": _number(
-            options,
-            env,
-            "jwks-min-refresh",
-            "JWKS_MIN_REFRESH",
-            DEFAULT_MIN_INTERVAL,
-            duration=True,
-        ),
-        "jwt_issuer": _pick(options, env, "jwt-issuer", "JWT_ISSUER") or None,
-        "jwt_audience": _pick(options, env, "jwt-audience", "JWT_AUDIENCE") or None,
         "policy_file": policy_path,
         "policy": policy,
-        "audit_log": audit_log,
     }, warnings

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_openapi -*-
+# -*- test-case-name: tests.integration.test_openapi -*-
 """
 The OpenAPI 3.1 description of the gateway, generated from the descriptors at start-up.
 
@@ -21,9 +21,11 @@ from typing import Any, Literal
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from opencue_gw.errors import GRPC_CODE_NAMES
-from opencue_gw.resources.paging import DEFAULT_LIMIT, MAX_LIMIT
-from opencue_gw.resources.spec import BoundRoute, FieldPath
-from opencue_gw.rpcs import Rpc
+from opencue_gw.jobs.form import BodyForm
+from opencue_gw.rest.paging import DEFAULT_LIMIT, MAX_LIMIT
+from opencue_gw.rest.spec import BoundRoute, FieldPath
+from opencue_gw.rest.table import BODY_FORMS
+from opencue_gw.upstream.rpcs import Rpc
 
 __all__ = ["build_openapi", "openapi_bytes"]
 
@@ -259,7 +261,9 @@ def _page_schema(item: Descriptor, schemas: _Schemas) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _resource_operation(bound: BoundRoute, schemas: _Schemas) -> dict[str, Any]:
+def _resource_operation(
+    bound: BoundRoute, schemas: _Schemas, form: BodyForm | None = None
+) -> dict[str, Any]:
     route = bound.route
     parameters: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -299,6 +303,10 @@ def _resource_operation(bound: BoundRoute, schemas: _Schemas) -> dict[str, Any]:
         required = [bp.param.name for bp in bound.params if bp.param.required]
         if required:
             body["required"] = required
+        if form is not None:
+            schemas.schemas.update(form.schemas())
+            body = {"oneOf": [body, {"$ref": f"#/components/schemas/{form.schema_name}"}]}
+            parameters.extend(form.parameters())
         operation["requestBody"] = {
             "required": bool(required),
             "content": {"application/json": {"schema": body}},
@@ -311,6 +319,8 @@ def _resource_operation(bound: BoundRoute, schemas: _Schemas) -> dict[str, Any]:
         answer = {"anyOf": [schemas.ref(bound.unwrapped, "out"), {"type": "null"}]}
     else:
         answer = schemas.ref(bound.rpc.response_class.DESCRIPTOR, "out")
+    if form is not None and route.method == "POST":
+        answer = {"anyOf": [answer, form.answer_schema()]}
     operation["responses"] = {
         "200": {"description": "Done.", "content": {"application/json": {"schema": answer}}},
         **_error_responses(),
@@ -360,6 +370,10 @@ REST/JSON gateway in front of OpenCue's Cuebot.
   GET/POST routes. Lists answer `{{"items": [...], "page": P, "limit": L, "nextPage": N}}`;
   ask for the next page with `?page=N` until `nextPage` is null (`limit` defaults to
   {default}, at most {most}).
+* **Jobs as JSON**: `POST /api/v1/jobs` takes a job description (`gateway.JobDescription`:
+  show, shot, user, name and layers with command, frame range, cores, memory...) as well
+  as job-spec XML; every field in error is named in the 400 answer, and `?dry_run=true`
+  answers the XML without launching.
 
 JSON follows the proto3 mapping: lowerCamelCase names, 64-bit integers as strings (numbers
 are accepted in requests), enums by name, unset messages as `null`. Every call needs an
@@ -367,8 +381,15 @@ are accepted in requests), enums by name, unset messages as `null`. Every call n
 """
 
 
-def build_openapi(rpcs: Mapping[str, Rpc], resources: Sequence[BoundRoute]) -> dict[str, Any]:
-    """The OpenAPI document for the RPC table C{rpcs} and the bound resource routes."""
+def build_openapi(
+    rpcs: Mapping[str, Rpc],
+    resources: Sequence[BoundRoute],
+    forms: Mapping[tuple[str, str], BodyForm] = BODY_FORMS,
+) -> dict[str, Any]:
+    """
+    The OpenAPI document for the RPC table C{rpcs} and the bound resource routes, with
+    the other body forms C{forms} some POST routes take (the JSON job description).
+    """
     answered = _messages_under(
         [rpc.response_class.DESCRIPTOR for rpc in rpcs.values()]
         + [b.item_descriptor for b in resources if b.item_descriptor is not None]
@@ -377,8 +398,10 @@ def build_openapi(rpcs: Mapping[str, Rpc], resources: Sequence[BoundRoute]) -> d
     schemas = _Schemas(answered)
     paths: dict[str, dict[str, Any]] = {}
     for bound in resources:
-        paths.setdefault(bound.route.path, {})[bound.route.method.lower()] = _resource_operation(
-            bound, schemas
+        route = bound.route
+        form = forms.get((route.method, route.path))
+        paths.setdefault(route.path, {})[route.method.lower()] = _resource_operation(
+            bound, schemas, form
         )
     for rpc in rpcs.values():
         paths[rpc.path] = {"post": _rpc_operation(rpc, schemas)}

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.test_service,tests.test_config -*-
 """
 C{twistd opencue-gateway}: its options and the service tree they build.
 
@@ -19,45 +19,70 @@ from twisted.application.service import IService
 from twisted.cred.portal import Portal
 from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger
-from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
-from twisted.web.resource import IResource
-from twisted.web.server import Site
 
 from opencue_gw.api import GatewayAPI, IUpstream
-from opencue_gw.audit import AuditLog, AuditLogService
-from opencue_gw.auth import (
+from opencue_gw.auth.audit import AuditLog, AuditLogService
+from opencue_gw.auth.bearer import (
     BearerCredentialFactory,
     GatewayRealm,
-    Identity,
     JWTChecker,
     JWTVerifier,
 )
-from opencue_gw.coalesce import CoalescingUpstream
+from opencue_gw.auth.policy import Policy
 from opencue_gw.config import ConfigError, GatewayConfig, resolve_config
-from opencue_gw.connections import ConnectionTracker
-from opencue_gw.cors import DEFAULT_CORS_HEADERS, CorsPolicy
-from opencue_gw.cuebot import CuebotClient, tls_credentials
-from opencue_gw.docs import DocsResource, docs_public_paths, install_docs_routes
-from opencue_gw.edge import Edge, InFlight
-from opencue_gw.guard import BearerGuard
-from opencue_gw.health import PROBE_PATH, MetricsResource, ReadinessProbe, public_health
-from opencue_gw.jwks import JWKSCache
-from opencue_gw.limits import HeadDeadline, body_limited_request
+from opencue_gw.docs import DocsRoutes
+from opencue_gw.events import (
+    EventHub,
+    EventMetrics,
+    EventSettings,
+    EventsService,
+    install_event_routes,
+)
+from opencue_gw.http.access import AccessLog
+from opencue_gw.http.connections import ConnectionTracker
+from opencue_gw.http.cors import DEFAULT_CORS_HEADERS, CorsPolicy
+from opencue_gw.http.encoder import AnswerEncoder
+from opencue_gw.http.guard import GatewayGuard
+from opencue_gw.http.ratelimit import RateLimit, TokenBuckets
+from opencue_gw.http.router import Router
+from opencue_gw.http.wire import GatewaySite, build_site
 from opencue_gw.logs import GATEWAY_OBSERVER, set_log_level
-from opencue_gw.metrics import GatewayMetrics
-from opencue_gw.ratelimit import RateLimitedResource, TokenBuckets
-from opencue_gw.resources import install_resource_routes
-from opencue_gw.rpcs import load_rpcs
-from opencue_gw.service import CuebotService, GatewayService, ThreadPoolService
-from opencue_gw.workers import (
+from opencue_gw.ops.health import (
+    PROBE_PATH,
+    HealthRoutes,
+    Readiness,
+    ReadinessProbe,
+    ReplicaReadiness,
+    report_replicas,
+)
+from opencue_gw.ops.inflight import InFlight
+from opencue_gw.ops.metrics import GatewayMetrics
+from opencue_gw.ops.service import CuebotService, GatewayService, ThreadPoolService
+from opencue_gw.ops.tracing import Tracing, tracing_from_environ
+from opencue_gw.ops.workers import (
     WORKER_FD,
     AdoptedPortService,
     ParentWatchService,
     WorkerPoolService,
+    check_can_listen,
+    listening_socket,
     shareable,
     worker_argv,
 )
+from opencue_gw.rest import install_resource_routes
+from opencue_gw.settings import Options, refuse
+from opencue_gw.shared.buckets import SharedTokenBuckets
+from opencue_gw.shared.reads import SharedReads
+from opencue_gw.shared.split import per_worker_limits, per_worker_rate_for
+from opencue_gw.shared.stale import SharedStaleStore
+from opencue_gw.shared.store import SharedStateMetrics, SharedStore, SharedStoreService
+from opencue_gw.ui import ui_page
+from opencue_gw.upstream.batching import BatchingUpstream
+from opencue_gw.upstream.coalesce import CoalescingUpstream
+from opencue_gw.upstream.cuebot import CuebotClient, tls_credentials
+from opencue_gw.upstream.rpcs import Rpc, load_rpcs
+from opencue_gw.upstream.stale import MemoryStaleStore, StaleIfError
 
 __all__ = [
     "GatewaySite",
@@ -70,124 +95,6 @@ __all__ = [
 ]
 
 
-class Options(usage.Options):
-    """
-    Options of C{twistd opencue-gateway}. Unset options fall back to the environment
-    variables named in their help, then to the defaults (see README).
-    """
-
-    synopsis = "[options]"
-    longdesc = (
-        "Serve every Cuebot RPC as POST /<package>.<Service>/<Method> with JSON bodies, "
-        "compatible with OpenCue's Go REST gateway."
-    )
-    optFlags = [
-        ["demo", None, "Run a simulated Cuebot in-process and print a ready-to-use token."],
-        ["strict-json", None, "Reject request bodies with unknown fields (400)."],
-        ["allow-missing-exp", None, "Accept tokens without an exp claim (old clients)."],
-        ["metrics-require-token", None, "Serve /metrics only to callers with a valid token."],
-        ["cuebot-tls", None, "Use TLS to Cuebot with the system's CAs [CUEBOT_TLS]"],
-        ["no-coalesce", None, "Send every read to Cuebot even if an identical one is in flight."],
-        ["no-public-docs", None, "Serve /openapi.json and /docs only to callers with a token."],
-    ]
-    optParameters = [
-        ["cuebot", None, None, "Cuebot gRPC endpoint HOST:PORT [CUEBOT_ENDPOINT, localhost:8443]"],
-        [
-            "jwt-secret-file",
-            None,
-            None,
-            "File holding the HMAC secret [JWT_SECRET_FILE/JWT_SECRET]",
-        ],
-        ["jwt-leeway", None, None, "Clock skew allowed on exp/nbf [JWT_LEEWAY, 0s]"],
-        ["grpc-timeout", None, None, "Deadline of each Cuebot call, 0 = none [GRPC_TIMEOUT, 30s]"],
-        [
-            "grpc-max-recv-mb",
-            None,
-            None,
-            "Largest Cuebot answer in MiB [GRPC_MAX_RECV_MSG_MB, 256]",
-        ],
-        ["grace-period", None, None, "Time to finish requests on shutdown [SHUTDOWN_TIMEOUT, 30s]"],
-        ["log-level", None, None, "debug, info, warn, error or critical [LOG_LEVEL, info]"],
-        ["codec-threads", None, None, "Threads turning large answers into JSON [2]"],
-        ["demo-seed", None, None, "Seed of the demo farm [7]"],
-        ["demo-speed", None, None, "Simulated seconds per second in the demo farm [10]"],
-        ["demo-token-file", None, None, "Also write the demo token to this file (mode 600)"],
-        ["max-body-bytes", None, None, "Largest request body [MAX_BODY_BYTES, 33554432]"],
-        ["http-timeout", None, None, "Idle/header timeout of HTTP connections [HTTP_TIMEOUT, 60s]"],
-        ["max-in-flight", None, None, "Requests in flight before shedding with 503 [2000]"],
-        ["cors-origins", None, None, "Comma-separated allowed origins, * for any [CORS_ORIGINS]"],
-        ["cors-headers", None, None, "Request headers browsers may send [CORS_HEADERS]"],
-        ["rate-limit-rps", None, None, "Requests/s per token subject, 0 = off [RATE_LIMIT_RPS]"],
-        ["rate-limit-burst", None, None, "Bucket size of the rate limit [RATE_LIMIT_BURST, 2xRPS]"],
-        ["cuebot-ca", None, None, "CA bundle (PEM) to verify Cuebot's TLS [CUEBOT_CA_FILE]"],
-        ["cuebot-client-cert", None, None, "Client certificate (PEM) for mutual TLS to Cuebot"],
-        ["cuebot-client-key", None, None, "Client key (PEM) for mutual TLS to Cuebot"],
-        ["cuebot-server-name", None, None, "TLS name to expect from Cuebot [CUEBOT_SERVER_NAME]"],
-        ["read-cache-ms", None, None, "Share read answers for this long, 0 = off [READ_CACHE_MS]"],
-        ["workers", None, None, "Worker processes sharing the port, one per core [WORKERS, 1]"],
-        ["worker-fd", None, None, "(internal) the inherited listening socket of a worker"],
-        ["jwt-public-key", None, None, "PEM key for RS/PS/ES/EdDSA tokens [JWT_PUBLIC_KEY_FILE]"],
-        ["jwks-url", None, None, "Identity provider's JWKS URL for signed tokens [JWKS_URL]"],
-        ["jwks-max-age", None, None, "How long fetched JWKS keys are trusted [JWKS_MAX_AGE, 10m]"],
-        ["jwks-min-refresh", None, None, "Least time between JWKS fetches [JWKS_MIN_REFRESH, 30s]"],
-        ["jwt-issuer", None, None, "Required iss claim of every token [JWT_ISSUER]"],
-        ["jwt-audience", None, None, "Required aud claim of every token [JWT_AUDIENCE]"],
-        ["policy", None, None, "TOML file of roles and the RPCs they may call [POLICY_FILE]"],
-        ["audit-log", None, None, "Append a JSON line per farm-changing call here [AUDIT_LOG]"],
-    ]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self["port"] = []
-
-    def opt_port(self, description: str) -> None:
-        """
-        Listen on this endpoint (repeatable): a port number or a Twisted endpoint
-        description such as tcp:8448:interface=127.0.0.1 [REST_PORT, 8448]
-        """
-        self["port"].append(description)
-
-    opt_p = opt_port
-
-
-class GatewaySite(Site):
-    """A Site that never renders tracebacks and leaves access logging to the edge."""
-
-    displayTracebacks = False
-    noisy = False
-
-    head_timeout: float | None = None
-
-    def __init__(self, resource: IResource, *args: Any, **kwargs: Any) -> None:
-        # Every route takes JSON; Twisted's form parsing would only cost time. It builds an
-        # email.message to read Content-Type on every POST (a tenth of a small call's CPU).
-        kwargs.setdefault("parsePOSTFormSubmission", False)
-        super().__init__(resource, *args, **kwargs)
-
-    def log(self, request: Any) -> None:
-        """The edge writes a richer access event; Site's own line would duplicate it."""
-
-    def buildProtocol(self, addr: Any) -> Any:
-        """Each connection gets a deadline for delivering its request heads."""
-        protocol = super().buildProtocol(addr)
-        if self.head_timeout and protocol is not None:
-            channel = getattr(protocol, "_channel", protocol)
-            HeadDeadline(channel, self.reactor, self.head_timeout).arm()
-        return protocol
-
-
-def public_resources(config: GatewayConfig, api: GatewayAPI) -> dict[bytes, IResource]:
-    """
-    Paths served without a token. Empty in the core gateway; health checks, metrics
-    and the API description register here.
-    """
-    docs = DocsResource(api)
-    if config.public_docs:
-        return docs_public_paths(docs)
-    install_docs_routes(api, docs)
-    return {}
-
-
 def build_root_resource(
     config: GatewayConfig,
     reactor: Any,
@@ -196,61 +103,189 @@ def build_root_resource(
     codec_pool: ThreadPool | None,
     *,
     metrics: GatewayMetrics | None = None,
-    probe: ReadinessProbe | None = None,
+    probe: Readiness | None = None,
     audit: AuditLog | None = None,
-) -> Edge:
+    shared: SharedStore | None = None,
+    events: EventHub | None = None,
+    tracing: Tracing | None = None,
+    facilities: Mapping[str, tuple[IUpstream, EventHub | None]] | None = None,
+) -> GatewayGuard:
     """
-    The resource tree a request walks: edge, then the bearer guard, then the routes.
+    The resource a request walks: the guard, then the router's routes.
 
-    Separate from the service tree so handler tests can put it behind StubTreq.
+    Everything here is built once; a request only runs what it returns. Separate from
+    the service tree so handler tests can put it behind StubTreq.
+
+    C{upstream} and C{events} are the default facility's; C{facilities} gives every
+    other facility of C{config} its upstream chain and (optionally) its event source,
+    and each is served under its C{/<name>/} prefix by a router of its own.
     """
     rpcs = load_rpcs()
     metrics = metrics if metrics is not None else GatewayMetrics()
+    metrics.count_in_flight(lambda: in_flight.count)
     if probe is None:
         probe = ReadinessProbe(upstream, rpcs[PROBE_PATH], reactor)
+    if isinstance(probe, ReplicaReadiness):
+        report_replicas(metrics, probe.probes)
+    elif isinstance(probe, ReadinessProbe):
+        report_replicas(metrics, {config.default_facility: [(config.cuebot, probe)]})
+    encoder = AnswerEncoder(reactor, codec_pool)
+    audit = audit_log_for(config, reactor) if audit is None else audit
+    policy = policy_for(config, config.default_facility)
     api = GatewayAPI(
         rpcs,
         upstream,
-        reactor,
+        encoder,
         grpc_timeout=config.grpc_timeout,
         strict_json=config.strict_json,
-        codec_pool=codec_pool,
-        policy=config.policy,
-        audit=audit_log_for(config, reactor) if audit is None else audit,
+        allow_unknown_enums=config.allow_unknown_enums,
+        policy=policy,
+        audit=audit,
     )
-    install_resource_routes(api)
-    verifier = verifier_for(config, reactor)
-    buckets = TokenBuckets(
-        reactor,
-        config.rate_limit_rps,
-        config.rate_limit_burst,
-        rate_for=config.policy.rate_for if config.policy is not None else None,
+    router = Router(config.default_facility)
+    api.install(router)
+    install_resource_routes(api, router)
+    HealthRoutes(probe, in_flight, metrics, shared).install(
+        router, metrics_public=config.metrics_public
     )
-
-    def avatar_for(identity: Identity) -> IResource:
-        return RateLimitedResource(identity, api.resource_for(identity), buckets, metrics)
-
-    portal = Portal(GatewayRealm(avatar_for), [JWTChecker(verifier)])
-    guard = BearerGuard(portal, BearerCredentialFactory())
-    public = public_health(probe, in_flight, metrics, config.metrics_public)
-    if not config.metrics_public:
-        metrics_resource = MetricsResource(metrics)
-        api.app.route("/metrics", methods=["GET"])(metrics_resource.render_GET)
-    public.update(public_resources(config, api))
+    DocsRoutes(api).install(router, public=config.public_docs)
+    if events is None:
+        events = event_hub_for(config, upstream, reactor, metrics)
+    install_event_routes(router, events, policy=policy, in_flight=in_flight)
+    ui_page().install(router, public=config.public_docs)
+    try:
+        router.add_facility(config.default_facility, router)
+        for spec in config.facilities[1:]:
+            if facilities is None or spec.name not in facilities:
+                raise ConfigError(f"facility {spec.name!r} has no upstream")
+            facility_upstream, facility_events = facilities[spec.name]
+            if facility_events is None:
+                facility_events = event_hub_for(
+                    config, facility_upstream, reactor, metrics, events.metrics
+                )
+            facility_policy = policy_for(config, spec.name)
+            facility_api = GatewayAPI(
+                rpcs,
+                facility_upstream,
+                encoder,
+                grpc_timeout=config.grpc_timeout,
+                strict_json=config.strict_json,
+                allow_unknown_enums=config.allow_unknown_enums,
+                policy=facility_policy,
+                audit=audit,
+            )
+            router.add_facility(
+                spec.name,
+                facility_router(
+                    spec.name, facility_api, facility_events, in_flight, facility_policy
+                ),
+            )
+    except ValueError as error:
+        raise ConfigError(f"--facility: {error}") from None
+    buckets = rate_buckets(config, reactor, shared)
+    portal = Portal(GatewayRealm(), [JWTChecker(verifier_for(config, reactor))])
     cors = CorsPolicy(config.cors_origins, config.cors_headers or DEFAULT_CORS_HEADERS)
-    return Edge(
-        guard,
+    return GatewayGuard(
+        portal,
+        router,
         reactor,
         in_flight,
-        public,
+        AccessLog(reactor, metrics),
+        rate_limit=RateLimit(buckets, metrics),
         metrics=metrics,
         cors=cors if config.cors_origins else None,
         max_in_flight=config.max_in_flight,
+        credentials=BearerCredentialFactory(max_token_bytes=config.max_head_bytes),
+        tracing=tracing,
     )
 
 
-def cuebot_client_for(config: GatewayConfig, reactor: Any) -> CuebotClient:
-    """The Cuebot client the settings describe (plaintext, TLS or mutual TLS)."""
+def policy_for(config: GatewayConfig, facility: str) -> Policy | None:
+    """The policy deciding for calls to C{facility}, if there is a policy."""
+    return config.policy.for_facility(facility) if config.policy is not None else None
+
+
+def facility_router(
+    name: str, api: GatewayAPI, events: EventHub, in_flight: InFlight, policy: Policy | None
+) -> Router:
+    """
+    The routes of one facility other than the default: every RPC, the C{/api/v1}
+    resources and the event routes, over that facility's upstream and event source.
+    Health, metrics and the API description are the gateway's, not a facility's.
+    """
+    router = Router(name)
+    api.install(router)
+    install_resource_routes(api, router)
+    install_event_routes(router, events, policy=policy, in_flight=in_flight)
+    return router
+
+
+def event_hub_for(
+    config: GatewayConfig,
+    upstream: IUpstream,
+    reactor: Any,
+    metrics: GatewayMetrics,
+    event_metrics: EventMetrics | None = None,
+) -> EventHub:
+    """
+    The live event source: one poll per watched scope, fanned out to every stream. The
+    event sources of several facilities share one C{event_metrics}.
+    """
+    settings = EventSettings(
+        interval=config.events_interval,
+        heartbeat=config.events_heartbeat,
+        history=config.events_history,
+        max_subscribers=config.events_max_subscribers,
+        max_per_caller=config.events_max_per_caller,
+        max_buffer_bytes=config.events_max_buffer,
+        poll_timeout=config.events_poll_timeout,
+        max_wait=config.events_max_wait,
+    )
+    if event_metrics is None:
+        event_metrics = EventMetrics(metrics.registry)
+    return EventHub(upstream, load_rpcs(), reactor, settings=settings, metrics=event_metrics)
+
+
+def rate_buckets(
+    config: GatewayConfig, reactor: Any, shared: SharedStore | None
+) -> TokenBuckets | SharedTokenBuckets:
+    """
+    One bucket per caller in Redis with C{--redis} (this process's share of the limits
+    while Redis is away); else this process's share among C{--workers}.
+    """
+    rate_for = config.policy.rate_for if config.policy is not None else None
+    if shared is not None:
+        local = TokenBuckets(
+            reactor, config.rate_limit_rps, config.rate_limit_burst, rate_for=rate_for
+        )
+        return SharedTokenBuckets(shared, local, workers=config.workers)
+    rate, burst = per_worker_limits(config.rate_limit_rps, config.rate_limit_burst, config.workers)
+    return TokenBuckets(
+        reactor, rate, burst, rate_for=per_worker_rate_for(rate_for, config.workers)
+    )
+
+
+def shared_store_for(
+    config: GatewayConfig, reactor: Any, metrics: GatewayMetrics
+) -> SharedStore | None:
+    """The Redis of C{--redis}, its series on the gateway's registry; None without it."""
+    if config.redis is None:
+        return None
+    return SharedStore(
+        config.redis,
+        reactor,
+        timeout=config.redis_timeout,
+        metrics=SharedStateMetrics(metrics.registry),
+    )
+
+
+def cuebot_client_for(
+    config: GatewayConfig, reactor: Any, target: str | None = None
+) -> CuebotClient:
+    """
+    The Cuebot client the settings describe (plaintext, TLS or mutual TLS), to
+    C{target}'s replicas (default: C{--cuebot}'s).
+    """
     credentials = None
     if config.cuebot_tls:
         credentials = tls_credentials(
@@ -258,22 +293,91 @@ def cuebot_client_for(config: GatewayConfig, reactor: Any) -> CuebotClient:
         )
     return CuebotClient(
         reactor,
-        config.cuebot,
+        config.cuebot if target is None else target,
         max_receive_bytes=config.max_recv_bytes,
         credentials=credentials,
         server_name=config.cuebot_server_name,
     )
 
 
-def shared_reads(
+def batched_reads(
     config: GatewayConfig, client: IUpstream, reactor: Any, metrics: GatewayMetrics
 ) -> IUpstream:
-    """The client behind read sharing and the read cache, unless both are off."""
-    if not (config.coalesce_reads or config.read_cache_ms > 0):
+    """
+    The client behind by-id read batching, unless C{--no-batch}. Innermost: identical
+    reads are shared first, and reads that differ only in their ids are batched below.
+    """
+    if not config.batch_reads:
         return client
-    return CoalescingUpstream(
-        client, reactor, cache_seconds=config.read_cache_ms / 1000.0, metrics=metrics
+    return BatchingUpstream(client, reactor, metrics=metrics)
+
+
+def shared_reads(
+    config: GatewayConfig,
+    client: IUpstream,
+    reactor: Any,
+    metrics: GatewayMetrics,
+    shared: SharedStore | None = None,
+) -> IUpstream:
+    """
+    The client behind read sharing and the read cache, unless both are off. With
+    C{--redis}, the cache and reads in flight are shared across instances too, under
+    the sharing within this process (which also answers while Redis is away).
+    """
+    local = client
+    if config.coalesce_reads or config.read_cache_ms > 0:
+        local = CoalescingUpstream(
+            client, reactor, cache_seconds=config.read_cache_ms / 1000.0, metrics=metrics
+        )
+    if shared is None:
+        return local
+    across = SharedReads(
+        client, shared, reactor, cache_seconds=config.read_cache_ms / 1000.0, fallback=local
     )
+    return CoalescingUpstream(across, reactor, metrics=metrics)
+
+
+def stale_if_error(
+    config: GatewayConfig,
+    upstream: IUpstream,
+    reactor: Any,
+    metrics: GatewayMetrics,
+    shared: SharedStore | None = None,
+) -> IUpstream:
+    """
+    C{upstream} behind C{--stale-if-error}, if set. Outermost, over read sharing: a
+    caller's deadline expiring in the sharing layer is covered too, and a stale answer
+    reaches the API with its age.
+    """
+    max_age = config.stale_if_error
+    if max_age <= 0:
+        return upstream
+    store = MemoryStaleStore(config.stale_max_bytes)
+    return StaleIfError(
+        upstream,
+        reactor,
+        max_age=max_age,
+        on_stale=lambda rpc, age: metrics.stale_reads.inc(),
+        store=store
+        if shared is None
+        else SharedStaleStore(shared, store, max_age=max_age, max_bytes=config.stale_max_bytes),
+    )
+
+
+def upstream_chain(
+    config: GatewayConfig,
+    client: IUpstream,
+    reactor: Any,
+    metrics: GatewayMetrics,
+    shared: SharedStore | None = None,
+) -> IUpstream:
+    """
+    What the routes call: stale answers over shared reads over batched reads over the
+    Cuebot client, each layer present only when its setting asks for it.
+    """
+    batched = batched_reads(config, client, reactor, metrics)
+    reads = shared_reads(config, batched, reactor, metrics, shared)
+    return stale_if_error(config, reads, reactor, metrics, shared)
 
 
 def build_service(config: GatewayConfig, reactor: Any) -> GatewayService:
@@ -285,10 +389,15 @@ def build_service(config: GatewayConfig, reactor: Any) -> GatewayService:
 
     in_flight = InFlight()
     root = GatewayService(in_flight, reactor, config.grace_period)
+    tracing, exporting = tracing_from_environ(os.environ, reactor)
+    if exporting is not None:
+        # First in, so stopped last: the spans of the requests drained at stop are sent.
+        exporting.setName("tracing")
+        exporting.setServiceParent(root)
 
     target_from = None
     if config.demo:
-        from opencue_gw.demo import DemoFarmService
+        from opencue_gw.ops.demo import DemoFarmService
 
         demo = DemoFarmService(config.demo_seed, config.demo_speed)
         demo.setName("demo-farm")
@@ -300,15 +409,14 @@ def build_service(config: GatewayConfig, reactor: Any) -> GatewayService:
     threads.setName("codec-threads")
     threads.setServiceParent(root)
 
-    client = cuebot_client_for(config, reactor)
-    cuebot = CuebotService(client, target_from)
-    cuebot.setName("cuebot")
-    cuebot.setServiceParent(root)
-
-    probe = ReadinessProbe(client, load_rpcs()[PROBE_PATH], reactor)
-    probing = probe.service()
-    probing.setName("readiness-probe")
-    probing.setServiceParent(root)
+    clients: dict[str, CuebotClient] = {}
+    for index, spec in enumerate(config.facilities):
+        clients[spec.name] = facility_client = cuebot_client_for(config, reactor, spec.target)
+        cuebot = CuebotService(facility_client, target_from if index == 0 else None)
+        cuebot.setName("cuebot" if index == 0 else f"cuebot-{spec.name}")
+        cuebot.setServiceParent(root)
+    client = clients[config.default_facility]
+    probe = readiness_for(config, reactor, clients, root)
 
     audit = audit_log_for(config, reactor)
     if audit is not None:
@@ -317,15 +425,49 @@ def build_service(config: GatewayConfig, reactor: Any) -> GatewayService:
         auditing.setServiceParent(root)
 
     metrics = GatewayMetrics()
-    upstream = shared_reads(config, client, reactor, metrics)
+    # The event source polls Cuebot itself, as the readiness probe does: on the plain
+    # client, so stale answers can never hide an outage from a stream.
+    events = event_hub_for(config, client, reactor, metrics)
+    streams = EventsService(events, reactor)
+    streams.setName("events")
+    streams.setServiceParent(root)
+    facility_events = {}
+    for spec in config.facilities[1:]:
+        hub = event_hub_for(config, clients[spec.name], reactor, metrics, events.metrics)
+        facility_streams = EventsService(hub, reactor)
+        facility_streams.setName(f"events-{spec.name}")
+        facility_streams.setServiceParent(root)
+        facility_events[spec.name] = hub
+
+    shared = shared_store_for(config, reactor, metrics)
+    if shared is not None:
+        sharing = SharedStoreService(shared)
+        sharing.setName("redis")
+        sharing.setServiceParent(root)
+    upstream = upstream_chain(config, client, reactor, metrics, shared)
+    # Redis keys name no facility, so the other facilities share reads in-process only.
+    facilities: dict[str, tuple[IUpstream, EventHub | None]] = {
+        spec.name: (
+            upstream_chain(config, clients[spec.name], reactor, metrics),
+            facility_events[spec.name],
+        )
+        for spec in config.facilities[1:]
+    }
     resource = build_root_resource(
-        config, reactor, upstream, in_flight, pool, probe=probe, audit=audit, metrics=metrics
+        config,
+        reactor,
+        upstream,
+        in_flight,
+        pool,
+        probe=probe,
+        audit=audit,
+        metrics=metrics,
+        events=events,
+        shared=shared,
+        tracing=tracing,
+        facilities=facilities,
     )
-    site = GatewaySite(resource, timeout=config.http_timeout)
-    site.requestFactory = body_limited_request(
-        config.max_body_bytes, cors=resource.cors, metrics=resource.metrics
-    )
-    site.head_timeout = config.http_timeout
+    site = build_site(resource, config, reactor, in_flight)
     connections = root.connections = ConnectionTracker(site)
 
     if config.worker_fd is not None:
@@ -347,6 +489,41 @@ def build_service(config: GatewayConfig, reactor: Any) -> GatewayService:
     return root
 
 
+def readiness_for(
+    config: GatewayConfig, reactor: Any, clients: Mapping[str, CuebotClient], root: Any
+) -> Readiness:
+    """
+    The readiness probes, their timers added to C{root}. One Cuebot: one probe on the
+    calls' own client. Several replicas or facilities: a probe per replica, on a client
+    (a channel) of its own where a facility has several replicas, so each is judged
+    apart from the others (L{ReplicaReadiness}).
+    """
+    rpc: Rpc = load_rpcs()[PROBE_PATH]
+    default = config.facilities[0]
+    if len(config.facilities) == 1 and len(default.replicas) == 1:
+        probe = ReadinessProbe(clients[default.name], rpc, reactor)
+        probing = probe.service()
+        probing.setName("readiness-probe")
+        probing.setServiceParent(root)
+        return probe
+    probes: dict[str, list[tuple[str, ReadinessProbe]]] = {}
+    for spec in config.facilities:
+        probes[spec.name] = []
+        for index, replica in enumerate(spec.replicas):
+            client = clients[spec.name]
+            if len(spec.replicas) > 1:
+                client = cuebot_client_for(config, reactor, replica)
+                opening = CuebotService(client)
+                opening.setName(f"cuebot-{spec.name}-probe-{index}")
+                opening.setServiceParent(root)
+            probe = ReadinessProbe(client, rpc, reactor)
+            probing = probe.service()
+            probing.setName(f"readiness-probe-{spec.name}-{index}")
+            probing.setServiceParent(root)
+            probes[spec.name].append((replica, probe))
+    return ReplicaReadiness(config.default_facility, probes)
+
+
 def makeService(
     options: Mapping[str, Any],
     reactor: IReactorCore | None = None,
@@ -361,13 +538,24 @@ def makeService(
         env = os.environ if environ is None else environ
         config = resolve_config(options, env)
         if config.demo:
-            config = _with_demo_secret(config, reactor)
+            config = _with_demo_secret(config)
+        service: IService
         if config.workers > 1 and config.worker_fd is None:
-            return build_supervisor(config, reactor, env)
-        return build_service(config, reactor)
+            service = build_supervisor(config, reactor, env)
+            listening_socket(config.listen[0]).close()
+        else:
+            service = build_service(config, reactor)
+            if config.worker_fd is None:
+                for index, description in enumerate(config.listen):
+                    listener = service.getServiceNamed(f"http-{index}")
+                    check_can_listen(getattr(listener, "endpoint", None), description)
+        # Only once every setting, the ports included, is known to work: a token printed
+        # for a demo that then fails to start would only mislead.
+        if config.demo:
+            _announce_demo(config, reactor)
+        return service
     except ConfigError as error:
-        sys.stderr.write(f"opencue-gateway: {error}\n")
-        raise SystemExit(2) from None
+        refuse(error)
 
 
 def build_supervisor(config: GatewayConfig, reactor: Any, env: Mapping[str, str]) -> GatewayService:
@@ -382,7 +570,7 @@ def build_supervisor(config: GatewayConfig, reactor: Any, env: Mapping[str, str]
     root = GatewayService(InFlight(), reactor, config.grace_period)
     extra: Callable[[], list[str]] = lambda: []  # noqa: E731
     if config.demo:
-        from opencue_gw.demo import DemoFarmService
+        from opencue_gw.ops.demo import DemoFarmService
 
         demo = DemoFarmService(config.demo_seed, config.demo_speed)
         demo.setName("demo-farm")
@@ -391,6 +579,8 @@ def build_supervisor(config: GatewayConfig, reactor: Any, env: Mapping[str, str]
     worker_env = dict(env)
     if config.demo:
         worker_env["JWT_SECRET"] = config.jwt_secret.decode("utf-8")
+    # Each worker takes its share of the rate limits (without Redis, or while it is away).
+    worker_env["WORKERS"] = str(config.workers)
     pool = WorkerPoolService(
         reactor,
         config.workers,
@@ -404,14 +594,18 @@ def build_supervisor(config: GatewayConfig, reactor: Any, env: Mapping[str, str]
     return root
 
 
-def _with_demo_secret(config: GatewayConfig, reactor: Any) -> GatewayConfig:
+def _with_demo_secret(config: GatewayConfig) -> GatewayConfig:
     from dataclasses import replace
 
-    from opencue_gw.demo import announce_demo, demo_secret
+    from opencue_gw.ops.demo import demo_secret
 
-    secret = config.jwt_secret or demo_secret()
-    announce_demo(secret, reactor.seconds(), config.listen[0], config.demo_token_file)
-    return replace(config, jwt_secret=secret)
+    return replace(config, jwt_secret=config.jwt_secret or demo_secret())
+
+
+def _announce_demo(config: GatewayConfig, reactor: Any) -> None:
+    from opencue_gw.ops.demo import announce_demo
+
+    announce_demo(config.jwt_secret, reactor.seconds(), config.listen[0], config.demo_token_file)
 
 
 def audit_log_for(config: GatewayConfig, reactor: Any) -> AuditLog | None:
@@ -425,6 +619,8 @@ def verifier_for(config: GatewayConfig, reactor: Any) -> JWTVerifier:
     if config.jwks_url:
         from treq.client import HTTPClient
         from twisted.web.client import Agent
+
+        from opencue_gw.auth.jwks import JWKSCache
 
         jwks = JWKSCache(
             config.jwks_url,

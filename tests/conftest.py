@@ -35,7 +35,7 @@ def farm() -> Iterator[object]:
 
     Tests that change the farm use L{fresh_farm} instead.
     """
-    from opencue_gw.sandbox import SandboxConfig, start_sandbox
+    from opencue_sandbox import SandboxConfig, start_sandbox
 
     sandbox = start_sandbox(SandboxConfig(host="127.0.0.1", port=0, seed=7, speed=0.0))
     yield sandbox
@@ -45,7 +45,7 @@ def farm() -> Iterator[object]:
 @pytest.fixture
 def fresh_farm() -> Iterator[object]:
     """A simulator of its own for a test that changes the farm."""
-    from opencue_gw.sandbox import SandboxConfig, start_sandbox
+    from opencue_sandbox import SandboxConfig, start_sandbox
 
     sandbox = start_sandbox(SandboxConfig(host="127.0.0.1", port=0, seed=7, speed=0.0))
     yield sandbox
@@ -69,12 +69,12 @@ def fresh_gateway(fresh_farm: object) -> Iterator[GatewayHarness]:
 
 
 # --- sandbox fixtures ---
-from opencue_gw.sandbox import Sandbox, SandboxConfig, start_sandbox  # noqa: E402
+from opencue_sandbox import Sandbox, SandboxConfig, start_sandbox  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def sandbox_frozen() -> Iterator[Sandbox]:
-    """A demo sandbox shared by a module's read-only tests; its farm never moves."""
+    """A demo sandbox shared by a module's read-only tests; no work progresses (speed 0)."""
     sb = start_sandbox(SandboxConfig(port=0, seed=7, speed=0))
     yield sb
     sb.stop()
@@ -82,7 +82,7 @@ def sandbox_frozen() -> Iterator[Sandbox]:
 
 @pytest.fixture
 def sandbox_fresh() -> Iterator[Sandbox]:
-    """A fresh frozen demo sandbox for a test that mutates it or moves time."""
+    """A fresh frozen (speed 0) demo sandbox for a test that mutates it or advances it."""
     sb = start_sandbox(SandboxConfig(port=0, seed=7, speed=0))
     yield sb
     sb.stop()

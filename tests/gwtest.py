@@ -1,17 +1,21 @@
 """
-Helpers for tests that drive the gateway's real resource tree.
+Helpers for integration tests that drive the gateway's real resource tree in front of a
+real gRPC server.
 
 Requests go through StubTreq (no socket on the HTTP side) while the upstream is a real
 gRPC server on loopback, so the test has to let the real reactor run until grpcio's
 answer arrives; L{GatewayHarness.request} does that by flushing StubTreq's in-memory
 connection until the response is complete.
+
+Handler-level tests do not need any of this: L{opencue_gw.testing.GatewayUnderTest}
+runs the same tree synchronously in front of a fake upstream, on a fake clock.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from treq.testing import StubTreq
@@ -20,33 +24,17 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
+from opencue_gw.auth.tokens import mint_token
 from opencue_gw.config import resolve_config
-from opencue_gw.edge import InFlight
-from opencue_gw.health import PROBE_PATH, ReadinessProbe
-from opencue_gw.metrics import GatewayMetrics
-from opencue_gw.rpcs import load_rpcs
-from opencue_gw.tap import build_root_resource, cuebot_client_for, shared_reads
-from opencue_gw.tokens import mint_token
+from opencue_gw.ops.health import PROBE_PATH, ReadinessProbe
+from opencue_gw.ops.inflight import InFlight
+from opencue_gw.ops.metrics import GatewayMetrics
+from opencue_gw.tap import build_root_resource, cuebot_client_for, upstream_chain
+from opencue_gw.testing import TEST_SECRET, HTTPReply
+from opencue_gw.upstream.rpcs import load_rpcs
 
-SECRET = b"test-secret-that-is-long-enough-for-hs512-0123456789abcdef"
-
-
-@dataclass
-class Reply:
-    """What a test needs of an HTTP answer."""
-
-    status: int
-    headers: Any
-    body: bytes
-
-    def json(self) -> Any:
-        """The body parsed as JSON (fails the test if it is not JSON)."""
-        return json.loads(self.body)
-
-    def header(self, name: str) -> str | None:
-        """One response header, or None."""
-        values = self.headers.getRawHeaders(name)
-        return values[0] if values else None
+SECRET = TEST_SECRET
+Reply = HTTPReply
 
 
 def token(sub: str = "tester", role: str | None = "admin", ttl: float = 600.0, **kw: Any) -> str:
@@ -69,7 +57,7 @@ class GatewayHarness:
         self.config = config
         self.metrics = GatewayMetrics()
         self.probe = ReadinessProbe(self.client, load_rpcs()[PROBE_PATH], reactor)
-        self.upstream = shared_reads(config, self.client, reactor, self.metrics)
+        self.upstream = upstream_chain(config, self.client, reactor, self.metrics)
         self.resource = build_root_resource(
             config,
             reactor,

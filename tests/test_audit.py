@@ -1,7 +1,7 @@
 """
-Tests for L{opencue_gw.audit}: what a record holds, which calls are recorded, and that a
+Tests for L{opencue_gw.auth.audit}: what a record holds, which calls are recorded, and that a
 failing audit log never costs a client its answer. Through the real gateway tree in
-front of the scripted Cuebot.
+front of a fake upstream, synchronously.
 """
 
 from __future__ import annotations
@@ -11,22 +11,17 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
-import pytest_twisted
 from opencue_proto import job_pb2
-from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.logger import LogEvent, LogLevel, globalLogPublisher
 
-from opencue_gw.audit import AuditLog, AuditLogService, targets_of
-
-from gwtest import GatewayHarness, token
-from upstreams import Script, ScriptedCuebot
+from opencue_gw.auth.audit import AuditLog, AuditLogService, targets_of
+from opencue_gw.errors import GatewayError
+from opencue_gw.testing import FakeReactor, FakeUpstream, GatewayUnderTest
 
 KILL = {"job": {"id": "job-0042", "name": "testing-sh01-lighting"}}
 
@@ -44,30 +39,40 @@ def logged() -> Iterator[list[LogEvent]]:
     globalLogPublisher.removeObserver(events.append)
 
 
-def audited_gateway(scripted: ScriptedCuebot, path: Path | str) -> GatewayHarness:
-    return GatewayHarness(scripted.address, options={"audit-log": str(path)})
+@pytest.fixture
+def audited() -> Iterator[Callable[..., GatewayUnderTest]]:
+    """Makes gateways auditing to a path (closing their logs after the test)."""
+    made: list[GatewayUnderTest] = []
+
+    def make(path: Path | str, upstream: FakeUpstream | None = None) -> GatewayUnderTest:
+        gateway = GatewayUnderTest(
+            upstream or FakeUpstream(answer_all=True), options={"audit-log": str(path)}
+        )
+        made.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in made:
+        gateway.close()
 
 
-@pytest_twisted.ensureDeferred
-async def test_kill_is_audited_with_target_and_outcome(
-    scripted: ScriptedCuebot, tmp_path: Path
+def test_kill_is_audited_with_target_and_outcome(
+    tmp_path: Path, audited: Callable[..., GatewayUnderTest]
 ) -> None:
     """An admin's Kill writes one line: who, from where, which job, request id, OK."""
     path = tmp_path / "audit.log"
-    gateway = audited_gateway(scripted, path)
-    before = time.time()
-    try:
-        reply = await gateway.post(
-            "/job.JobInterface/Kill",
-            KILL,
-            auth=f"Bearer {token(sub='ada', role='admin')}",
-            headers={"X-Request-Id": "req-kill-1"},
-        )
-    finally:
-        gateway.close()
+    gateway = audited(path)
+    gateway.clock.advance(0.25)
+    reply = gateway.post(
+        "/job.JobInterface/Kill",
+        KILL,
+        auth=f"Bearer {gateway.token(sub='ada', role='admin')}",
+        headers={"X-Request-Id": "req-kill-1"},
+    )
     assert reply.status == 200, reply.body
     [line] = lines(path)
-    assert before - 1 <= line["epoch"] <= time.time() + 1
+    assert line["epoch"] == round(gateway.clock.seconds(), 3)
+    assert line["time"] == "2026-01-01T00:00:00.250Z"
     assert (
         line["time"]
         == time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(line["epoch"])) + (line["time"][19:])
@@ -87,21 +92,18 @@ async def test_kill_is_audited_with_target_and_outcome(
     assert "policy_roles" not in line
 
 
-@pytest_twisted.ensureDeferred
-async def test_failed_mutation_is_audited_with_its_code(
-    scripted: ScriptedCuebot, tmp_path: Path
+def test_failed_mutation_is_audited_with_its_code(
+    tmp_path: Path, audited: Callable[..., GatewayUnderTest]
 ) -> None:
     """A Kill Cuebot answers NOT_FOUND is audited as NOT_FOUND; reads are not audited."""
-    scripted.scripts["/job.JobInterface/Kill"] = Script(
-        code=grpc.StatusCode.NOT_FOUND, details="no such job"
-    )
+
+    def no_such_job(request: object) -> object:
+        raise GatewayError(5, "no such job", upstream=True)
+
     path = tmp_path / "audit.log"
-    gateway = audited_gateway(scripted, path)
-    try:
-        read = await gateway.post("/job.JobInterface/GetJobs")
-        kill = await gateway.post("/job.JobInterface/Kill", KILL)
-    finally:
-        gateway.close()
+    gateway = audited(path, FakeUpstream({"/job.JobInterface/Kill": no_such_job}, answer_all=True))
+    read = gateway.post("/job.JobInterface/GetJobs")
+    kill = gateway.post("/job.JobInterface/Kill", KILL)
     assert (read.status, kill.status) == (200, 404)
     [line] = lines(path)
     assert (line["method"], line["outcome"]) == ("job.JobInterface/Kill", "NOT_FOUND")
@@ -122,48 +124,40 @@ def criticals(events: list[LogEvent], path: str) -> list[LogEvent]:
     return [e for e in events if e.get("log_level") == LogLevel.critical and e.get("path") == path]
 
 
-@pytest_twisted.ensureDeferred
-async def test_write_failure_answers_and_logs_loudly(
-    scripted: ScriptedCuebot, logged: list[LogEvent]
+def test_write_failure_answers_and_logs_loudly(
+    logged: list[LogEvent], audited: Callable[..., GatewayUnderTest]
 ) -> None:
     """A full disk (/dev/full) loses the record, logs it as critical, and the Kill still answers."""
-    gateway = audited_gateway(scripted, "/dev/full")
-    try:
-        first = await gateway.post("/job.JobInterface/Kill", KILL)
-        second = await gateway.post("/job.JobInterface/Kill", KILL)
-    finally:
-        gateway.close()
+    gateway = audited("/dev/full")
+    first = gateway.post("/job.JobInterface/Kill", KILL)
+    second = gateway.post("/job.JobInterface/Kill", KILL)
     assert (first.status, second.status) == (200, 200)
-    assert len(scripted.seen) == 2
+    assert len(gateway.upstream.calls) == 2
     failures = criticals(logged, "/dev/full")
     assert len(failures) == 2
     assert "Cannot write the audit log" in failures[0]["log_format"]
 
 
-@pytest_twisted.ensureDeferred
-async def test_directory_removed_after_start(
-    scripted: ScriptedCuebot, tmp_path: Path, logged: list[LogEvent]
+def test_directory_removed_after_start(
+    tmp_path: Path, logged: list[LogEvent], audited: Callable[..., GatewayUnderTest]
 ) -> None:
     """If the log's directory disappears after start-up, requests are answered and it is logged."""
     directory = tmp_path / "audit"
     directory.mkdir()
     path = directory / "audit.log"
-    gateway = audited_gateway(scripted, path)
+    gateway = audited(path)
     shutil.rmtree(directory)
-    try:
-        reply = await gateway.post("/job.JobInterface/Kill", KILL)
-    finally:
-        gateway.close()
+    reply = gateway.post("/job.JobInterface/Kill", KILL)
     assert reply.status == 200
     assert not path.exists()
     opened = criticals(logged, str(path))
     assert opened and "Cannot open the audit log" in opened[0]["log_format"]
 
 
-@pytest_twisted.ensureDeferred
-async def test_sighup_reopens_for_logrotate(tmp_path: Path) -> None:
+def test_sighup_reopens_for_logrotate(tmp_path: Path) -> None:
     """After logrotate renames the file, SIGHUP makes the next record start a new file."""
     path = tmp_path / "audit.log"
+    reactor = FakeReactor()
     audit = AuditLog(str(path), reactor)
     service = AuditLogService(audit, reactor)
     before = signal.getsignal(signal.SIGHUP)
@@ -171,11 +165,26 @@ async def test_sighup_reopens_for_logrotate(tmp_path: Path) -> None:
     try:
         audit.write({"n": 1})
         path.rename(tmp_path / "audit.log.1")
+        # The handler runs before the next statement and hands the reopen to the reactor,
+        # which (being fake) runs it at once.
         os.kill(os.getpid(), signal.SIGHUP)
-        await deferLater(reactor, 0.05, lambda: None)
         audit.write({"n": 2})
     finally:
         service.stopService()
     assert signal.getsignal(signal.SIGHUP) is before
     assert lines(tmp_path / "audit.log.1") == [{"n": 1}]
     assert lines(path) == [{"n": 2}]
+
+
+def test_kill_whose_client_left_is_audited_with_its_real_outcome(
+    tmp_path: Path, audited: Callable[..., GatewayUnderTest]
+) -> None:
+    """A Kill whose client disconnected is audited with Cuebot's answer, not CANCELLED."""
+    path = tmp_path / "audit.log"
+    gateway = audited(path, FakeUpstream())
+    pending = gateway.send("POST", "/job.JobInterface/Kill", KILL)
+    call = gateway.upstream.last
+    pending.disconnect()
+    call.succeed()
+    [line] = lines(path)
+    assert line["outcome"] == "OK"

@@ -1,5 +1,5 @@
 """
-Tests for L{opencue_gw.auth} and L{opencue_gw.tokens}: a hostile-token suite.
+Tests for L{opencue_gw.auth.bearer} and L{opencue_gw.auth.tokens}: a hostile-token suite.
 
 Time comes from a L{Clock}; every hostile token is crafted by hand or signed with a
 real key so the verifier, not a helper, decides.
@@ -20,21 +20,22 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.resource import IResource, Resource
+from twisted.web.resource import IResource
 from zope.interface.verify import verifyObject
 
-from opencue_gw.auth import (
+from opencue_gw.auth.bearer import (
     MAX_TOKEN_BYTES,
     BearerCredentialFactory,
     BearerToken,
     GatewayRealm,
     Identity,
+    IIdentity,
     JWTChecker,
     JWTVerifier,
     TokenRejected,
     split_authorization,
 )
-from opencue_gw.tokens import mint_token
+from opencue_gw.auth.tokens import mint_token
 
 SECRET = b"unit-test-secret" + b"0123456789abcdef" * 3  # 64 bytes: no HS512 key warning
 NOW = 1_700_000_000
@@ -336,28 +337,21 @@ def test_checker_failure() -> None:
     assert failure.value.reason == "expired"
 
 
-def test_realm_returns_resource_for_identity() -> None:
-    """requestAvatar answers IResource, the resource built for that identity, and a logout."""
-    made: dict[Identity, Resource] = {}
-
-    def resource_for(identity: Identity) -> Resource:
-        made[identity] = Resource()
-        return made[identity]
-
-    realm = GatewayRealm(resource_for)
+def test_realm_hands_out_the_identity_itself() -> None:
+    """requestAvatar answers IIdentity, the very identity the checker built, and a logout."""
+    realm = GatewayRealm()
     assert verifyObject(IRealm, realm)
     identity = Identity(sub="bob", role="viewer")
-    interface, avatar, logout = realm.requestAvatar(identity, None, IResource)
-    assert interface is IResource
-    assert avatar is made[identity]
+    interface, avatar, logout = realm.requestAvatar(identity, None, IIdentity)
+    assert interface is IIdentity
+    assert avatar is identity
     assert logout() is None
 
 
 def test_realm_refuses_other_interfaces() -> None:
-    """Only IResource avatars are offered."""
-    realm = GatewayRealm(lambda identity: Resource())
+    """Only IIdentity avatars are offered (a per-caller resource is never built)."""
     with pytest.raises(ValueError):
-        realm.requestAvatar(Identity(sub=None, role=None), None, IRealm)
+        GatewayRealm().requestAvatar(Identity(sub=None, role=None), None, IResource)
 
 
 def test_iat_in_future_accepted() -> None:
@@ -436,7 +430,7 @@ class VerifiedTokenMemoryTests(SynchronousTestCase):
 
     def test_memory_lasts_at_most_the_ttl(self) -> None:
         """After VERIFIED_TTL seconds the signature is checked again."""
-        from opencue_gw.auth import VERIFIED_TTL
+        from opencue_gw.auth.bearer import VERIFIED_TTL
 
         self.verifier.verify(self.token)
         self.clock.advance(VERIFIED_TTL + 1)

@@ -1,13 +1,30 @@
-"""Tests for L{opencue_gw.logs}: LOG_LEVEL parsing and the gateway's filtering observer."""
+"""Tests for L{opencue_gw.logs}: LOG_LEVEL, the filtering observer and JSON log lines."""
 
 from __future__ import annotations
 
+import io
+import json
+import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from twisted.logger import LogEvent, Logger, LogLevel, globalLogPublisher
+from twisted.logger import (
+    LegacyLogObserverWrapper,
+    LogEvent,
+    Logger,
+    LogLevel,
+    globalLogPublisher,
+)
 
-from opencue_gw.logs import GATEWAY_OBSERVER, enabled, parse_log_level, set_log_level
+from opencue_gw.logs import (
+    GATEWAY_OBSERVER,
+    enabled,
+    json_observer,
+    parse_log_level,
+    set_log_level,
+    twistd_log_options,
+)
 
 
 @pytest.mark.parametrize(
@@ -101,24 +118,100 @@ def test_enabled_agrees_with_the_filter(
     assert {level for level in levels if enabled(level)} == shown
 
 
-def test_json_observer_writes_one_json_object_per_event(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The --logger factory writes each event as JSON with its named fields intact."""
-    import io
-    import json
-    import sys
-
-    from twisted.logger import Logger
-
-    from opencue_gw.logs import json_observer
-
+def _json_lines(emit: Any) -> list[dict[str, Any]]:
+    """Events logged by C{emit(observer)} through the JSON observer, parsed line by line."""
     buffer = io.StringIO()
-    monkeypatch.setattr(sys, "stdout", buffer)
-    observer = json_observer()
-    Logger(namespace="opencue_gw.edge.Edge", observer=observer).info(
-        "{method} {path} {status}", method="POST", path="/x", status=200, request_id="r1"
+    emit(json_observer(buffer))
+    text = buffer.getvalue()
+    assert "\x1e" not in text
+    assert text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_json_observer_writes_one_json_object_per_line() -> None:
+    """Each event is one line holding only what an operator reads, plus the named fields."""
+    lines = _json_lines(
+        lambda observer: Logger(namespace="opencue_gw.http.access", observer=observer).info(
+            "{method} {path} {status}",
+            method="POST",
+            path="/x",
+            status=200,
+            request_id="r1",
+            sub="alice",
+        )
     )
-    line = buffer.getvalue().strip().strip("\x1e")
-    event = json.loads(line)
-    assert event["status"] == 200 and event["request_id"] == "r1"
+    assert len(lines) == 1
+    line = lines[0]
+    assert set(line) == {
+        "time",
+        "level",
+        "namespace",
+        "message",
+        "method",
+        "path",
+        "status",
+        "request_id",
+        "sub",
+    }
+    assert line["level"] == "info" and line["namespace"] == "opencue_gw.http.access"
+    assert line["message"] == "POST /x 200"
+    assert line["status"] == 200 and line["request_id"] == "r1" and line["sub"] == "alice"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", line["time"])
+
+
+def test_json_failure_is_a_traceback_only_at_error_level() -> None:
+    """A failure logged at error and above carries its traceback; below, one line."""
+
+    def emit(observer: Any) -> None:
+        log = Logger(namespace="tests.test_logs", observer=observer)
+        for level in (LogLevel.critical, LogLevel.warn):
+            try:
+                raise ValueError("broken thing")
+            except ValueError:
+                log.failure("It failed {n}", n=1, level=level)
+
+    critical, warn = _json_lines(emit)
+    assert critical["level"] == "critical" and critical["message"] == "It failed 1"
+    assert "Traceback" in critical["traceback"] and "broken thing" in critical["traceback"]
+    assert "error" not in critical
+    assert warn["error"] == "broken thing" and "traceback" not in warn
+
+
+def test_json_keeps_odd_fields_and_legacy_events_readable() -> None:
+    """Fields JSON cannot hold become text; a twisted.python.log event is its message."""
+    from twisted.python import log as legacy
+
+    def emit(observer: Any) -> None:
+        Logger(namespace="tests.test_logs", observer=observer).info(
+            "odd", mapping={(1, 2): "tuple key"}, blob=b"\x00", level_name=LogLevel.warn
+        )
+        legacy.addObserver(legacy_observer := LegacyLogObserverWrapper(observer))
+        try:
+            legacy.msg("Starting factory", system="-")
+        finally:
+            legacy.removeObserver(legacy_observer)
+
+    odd, old = _json_lines(emit)
+    assert odd["mapping"] == "{(1, 2): 'tuple key'}" and odd["blob"] == "b'\\x00'"
+    assert old["message"] == "Starting factory"
+    assert not {"isError", "system", "format"} & set(old)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["-n", "--logger=x", "--logfile", "/var/log/gw", "opencue-gateway", "-l", "y"],
+            ("/var/log/gw", True),
+        ),
+        (["-nl", "f.log", "opencue-gateway"], ("f.log", True)),
+        (["--logfile=g.log", "--pidfile=", "opencue-gateway"], ("g.log", False)),
+        (["--pidfile=", "opencue-gateway", "--logfile", "x"], (None, False)),
+        (["--nodaemon", "opencue-gateway"], (None, True)),
+    ],
+)
+def test_twistd_log_options_read_as_twistd_reads_them(
+    argv: list[str], expected: tuple[str | None, bool]
+) -> None:
+    """Only twistd's own options count, up to the subcommand; short flags may combine."""
+    assert twistd_log_options(argv) == expected

@@ -1,8 +1,9 @@
-"""Static checks over the gateway's own modules (C{opencue_gw}, sandbox excluded)."""
+"""Static checks over the gateway's own modules (C{opencue_gw})."""
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,9 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "opencue_gw"
 
 
 def gateway_modules() -> list[Path]:
-    modules = sorted(
-        path for path in PACKAGE.rglob("*.py") if "sandbox" not in path.relative_to(PACKAGE).parts
-    )
+    modules = sorted(PACKAGE.rglob("*.py"))
     assert len(modules) >= 15, modules
     return modules
 
@@ -75,6 +74,28 @@ def test_module_docstring(path: Path) -> None:
     """Every gateway module starts with a docstring."""
     docstring = ast.get_docstring(parse(path))
     assert docstring and docstring.strip()
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "upstream").glob("*.py")), ids=lambda p: p.name)
+def test_upstream_does_not_import_the_http_side(path: Path) -> None:
+    """The upstream layers know nothing of HTTP: requests flow one way, answers back."""
+    names = imported_modules(parse(path))
+    assert not any(
+        name == "opencue_gw.api" or name.startswith(("opencue_gw.http", "opencue_gw.rest"))
+        for name in names
+    )
+
+
+@pytest.mark.parametrize("path", gateway_modules(), ids=lambda p: p.name)
+def test_test_case_names_exist(path: Path) -> None:
+    """A module's test-case-name header names test modules that exist (trial runs them)."""
+    first = path.read_text(encoding="utf-8").split("\n", 1)[0]
+    match = re.match(r"# -\*- test-case-name: (.*) -\*-$", first)
+    if match is None:
+        return
+    for name in match.group(1).split(","):
+        module = PACKAGE.parent.joinpath(*name.strip().split(".")).with_suffix(".py")
+        assert module.exists(), f"{path.name} names {name}, which does not exist"
 
 
 def test_api_does_not_import_grpc() -> None:

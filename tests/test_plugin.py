@@ -75,3 +75,15 @@ def test_stub_imports_nothing_heavy() -> None:
     for name in imported:
         root = name.split(".")[0]
         assert root not in {"opencue_gw", "klein"}, name
+
+
+def test_plugin_options_come_from_the_settings_table() -> None:
+    """tap.Options, which twistd uses, is the one made from the settings table."""
+    (plugin,) = gateway_plugins()
+    from opencue_gw.settings import SETTINGS, Options
+
+    assert plugin.options is Options
+    names = {row[0] for row in plugin.options.optParameters} | {
+        row[0] for row in plugin.options.optFlags
+    }
+    assert names | {"port"} == {entry.option for entry in SETTINGS if entry.option}

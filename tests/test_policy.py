@@ -1,6 +1,6 @@
 """
-Tests for L{opencue_gw.policy}: the file's validation, the decisions it makes, and its
-enforcement in the real gateway tree in front of the scripted Cuebot.
+Tests for L{opencue_gw.auth.policy}: the file's validation, the decisions it makes, and its
+enforcement in the real gateway tree in front of a fake upstream, synchronously.
 """
 
 from __future__ import annotations
@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_twisted
 
-from opencue_gw.auth import Identity
+from opencue_gw.auth.bearer import Identity
+from opencue_gw.auth.policy import Policy, PolicyError, parse_policy
 from opencue_gw.config import ConfigError, resolve_config
-from opencue_gw.policy import Policy, PolicyError, parse_policy
-from opencue_gw.rpcs import load_rpcs
+from opencue_gw.testing import TEST_SECRET, FakeUpstream, GatewayUnderTest
+from opencue_gw.upstream.rpcs import load_rpcs
 
-from gwtest import SECRET, GatewayHarness, token
-from upstreams import ScriptedCuebot
+SECRET = TEST_SECRET
 
 METHODS = [f"{rpc.service}.{rpc.method}" for rpc in load_rpcs().values()]
 EXAMPLE = Path(__file__).parent.parent / "etc" / "policy.example.toml"
@@ -144,14 +143,14 @@ def test_bad_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def policed(scripted: ScriptedCuebot, tmp_path: Path) -> Iterator[tuple[GatewayHarness, Path]]:
-    """The gateway with the example policy and an audit log, in front of the scripted server."""
+def policed(tmp_path: Path) -> Iterator[tuple[GatewayUnderTest, Path]]:
+    """The gateway with the example policy and an audit log, in front of a fake upstream."""
     audit = tmp_path / "audit.log"
-    harness = GatewayHarness(
-        scripted.address, options={"policy": str(EXAMPLE), "audit-log": str(audit)}
+    gateway = GatewayUnderTest(
+        FakeUpstream(answer_all=True), options={"policy": str(EXAMPLE), "audit-log": str(audit)}
     )
-    yield harness, audit
-    harness.close()
+    yield gateway, audit
+    gateway.close()
 
 
 def audit_lines(path: Path) -> list[dict[str, Any]]:
@@ -161,15 +160,12 @@ def audit_lines(path: Path) -> list[dict[str, Any]]:
 KILL = {"job": {"id": "job-0001", "name": "testing-sh01-render"}}
 
 
-@pytest_twisted.ensureDeferred
-async def test_viewer_reads_but_cannot_kill(
-    scripted: ScriptedCuebot, policed: tuple[GatewayHarness, Path]
-) -> None:
+def test_viewer_reads_but_cannot_kill(policed: tuple[GatewayUnderTest, Path]) -> None:
     """A viewer's GetJobs reaches Cuebot; its Kill is 403 code 7, never sent, and audited."""
     gateway, audit = policed
-    viewer = f"Bearer {token(sub='vera', role='viewer')}"
-    read = await gateway.post("/job.JobInterface/GetJobs", auth=viewer)
-    kill = await gateway.post("/job.JobInterface/Kill", KILL, auth=viewer)
+    viewer = f"Bearer {gateway.token(sub='vera', role='viewer')}"
+    read = gateway.post("/job.JobInterface/GetJobs", auth=viewer)
+    kill = gateway.post("/job.JobInterface/Kill", KILL, auth=viewer)
     assert read.status == 200, read.body
     assert kill.status == 403
     assert kill.json() == {
@@ -177,7 +173,7 @@ async def test_viewer_reads_but_cannot_kill(
         "message": "permission denied: role viewer may not call job.JobInterface/Kill",
         "details": [],
     }
-    assert [s.method for s in scripted.seen] == ["/job.JobInterface/GetJobs"]
+    assert gateway.upstream.paths == ["/job.JobInterface/GetJobs"]
     [line] = audit_lines(audit)
     assert line["method"] == "job.JobInterface/Kill"
     assert line["outcome"] == "PERMISSION_DENIED"
@@ -185,30 +181,27 @@ async def test_viewer_reads_but_cannot_kill(
     assert line["targets"] == [{"type": "job.Job", "id": "job-0001", "name": "testing-sh01-render"}]
 
 
-@pytest_twisted.ensureDeferred
-async def test_refused_read_is_audited(scripted: ScriptedCuebot, tmp_path: Path) -> None:
+def test_refused_read_is_audited(tmp_path: Path) -> None:
     """A read refused by the policy (a role the file lacks, no default) is audited too."""
     audit = tmp_path / "audit.log"
-    harness = GatewayHarness(scripted.address, options={"audit-log": str(audit)}, policy=policy())
+    gateway = GatewayUnderTest(options={"audit-log": str(audit)}, policy=policy())
     try:
-        reply = await harness.post(
-            "/show.ShowInterface/GetShows", auth=f"Bearer {token(role='user-role')}"
+        reply = gateway.post(
+            "/show.ShowInterface/GetShows", auth=f"Bearer {gateway.token(role='user-role')}"
         )
     finally:
-        harness.close()
+        gateway.close()
     assert reply.status == 403 and "user-role" in reply.json()["message"]
-    assert scripted.seen == []
+    assert gateway.upstream.calls == []
     [line] = audit_lines(audit)
     assert (line["method"], line["outcome"]) == ("show.ShowInterface/GetShows", "PERMISSION_DENIED")
 
 
-@pytest_twisted.ensureDeferred
-async def test_no_policy_lets_every_token_call_everything(
-    scripted: ScriptedCuebot, scripted_gateway: GatewayHarness
-) -> None:
+def test_no_policy_lets_every_token_call_everything() -> None:
     """Without a policy file a viewer token may still Kill, as today's clients expect."""
-    reply = await scripted_gateway.post(
-        "/job.JobInterface/Kill", KILL, auth=f"Bearer {token(role='viewer')}"
+    gateway = GatewayUnderTest(FakeUpstream(answer_all=True))
+    reply = gateway.post(
+        "/job.JobInterface/Kill", KILL, auth=f"Bearer {gateway.token(role='viewer')}"
     )
     assert reply.status == 200
-    assert [s.method for s in scripted.seen] == ["/job.JobInterface/Kill"]
+    assert gateway.upstream.paths == ["/job.JobInterface/Kill"]

@@ -2,30 +2,34 @@
 """
 Per-caller rate limiting: the token buckets on a fake clock, and the limiter in the
 resource tree (headers on every answer, 429 JSON when empty, a bucket per subject, per
-role overrides from the policy file).
+role overrides from the policy file), synchronously in front of a fake upstream.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-
-import grpc
 import jwt
 import pytest
-import pytest_twisted
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
-from opencue_gw.auth import Identity
-from opencue_gw.policy import parse_policy
-from opencue_gw.ratelimit import Decision, TokenBuckets, caller_key
-from opencue_gw.rpcs import load_rpcs
+from opencue_gw.auth.bearer import Identity
+from opencue_gw.auth.policy import parse_policy
+from opencue_gw.errors import GatewayError
+from opencue_gw.http.ratelimit import Decision, TokenBuckets, caller_key
+from opencue_gw.testing import (
+    EPOCH,
+    TEST_SECRET,
+    FakeUpstream,
+    GatewayUnderTest,
+    HTTPReply,
+    mint_test_token,
+)
+from opencue_gw.upstream.rpcs import load_rpcs
 
-from gwtest import SECRET, GatewayHarness, Reply, token
-from upstreams import Script, ScriptedCuebot
+SECRET = TEST_SECRET
+token = mint_test_token
 
 SHOWS = "/show.ShowInterface/GetShows"
 HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
@@ -136,26 +140,23 @@ class TokenBucketTests(SynchronousTestCase):
 # --- through the resource tree ---
 
 
-def _limit_headers(reply: Reply) -> dict[str, str | None]:
+def _limit_headers(reply: HTTPReply) -> dict[str, str | None]:
     return {name: reply.header(name) for name in HEADERS}
 
 
 @pytest.fixture
-def limited(scripted: ScriptedCuebot) -> Iterator[GatewayHarness]:
+def limited() -> GatewayUnderTest:
     """The gateway with RATE_LIMIT_RPS=1 and RATE_LIMIT_BURST=2."""
-    harness = GatewayHarness(
-        scripted.address, options={"rate-limit-rps": "1", "rate-limit-burst": "2"}
+    return GatewayUnderTest(
+        FakeUpstream(answer_all=True), options={"rate-limit-rps": "1", "rate-limit-burst": "2"}
     )
-    yield harness
-    harness.close()
 
 
-@pytest_twisted.ensureDeferred
-async def test_burst_passes_then_429(limited: GatewayHarness) -> None:
+def test_burst_passes_then_429(limited: GatewayUnderTest) -> None:
     """Two calls pass with falling Remaining; the third is 429 code 8 with Retry-After."""
-    first = await limited.post(SHOWS)
-    second = await limited.post(SHOWS)
-    third = await limited.post(SHOWS)
+    first = limited.post(SHOWS)
+    second = limited.post(SHOWS)
+    third = limited.post(SHOWS)
     assert (first.status, second.status, third.status) == (200, 200, 429)
     assert _limit_headers(first) == {
         "X-RateLimit-Limit": "2",
@@ -175,83 +176,74 @@ async def test_burst_passes_then_429(limited: GatewayHarness) -> None:
         "message": "rate limit exceeded: 1 requests/s, burst 2",
         "details": [],
     }
-    metrics = (await limited.request("GET", "/metrics", auth=None)).body.decode()
+    metrics = (limited.request("GET", "/metrics", auth=None)).body.decode()
     assert "opencue_gateway_rate_limited_requests_total 1.0" in metrics
 
 
-@pytest_twisted.ensureDeferred
-async def test_refused_calls_never_reach_cuebot(
-    scripted: ScriptedCuebot, limited: GatewayHarness
-) -> None:
+def test_refused_calls_never_reach_cuebot(limited: GatewayUnderTest) -> None:
     """A 429 is decided at the gateway: Cuebot sees only the calls that were let through."""
     statuses = [
-        (await limited.post("/show.ShowInterface/FindShow", {"name": f"s{i}"})).status
-        for i in range(4)
+        (limited.post("/show.ShowInterface/FindShow", {"name": f"s{i}"})).status for i in range(4)
     ]
     assert statuses == [200, 200, 429, 429]
-    assert len(scripted.seen) == 2
+    assert len(limited.upstream.calls) == 2
 
 
-@pytest_twisted.ensureDeferred
-async def test_other_subject_has_its_own_bucket(limited: GatewayHarness) -> None:
+def test_other_subject_has_its_own_bucket(limited: GatewayUnderTest) -> None:
     """Emptying alice's bucket does not affect bob."""
     alice = f"Bearer {token(sub='alice')}"
     for _ in range(3):
-        await limited.post(SHOWS, auth=alice)
-    assert (await limited.post(SHOWS, auth=alice)).status == 429
-    bob = await limited.post(SHOWS, auth=f"Bearer {token(sub='bob')}")
+        limited.post(SHOWS, auth=alice)
+    assert (limited.post(SHOWS, auth=alice)).status == 429
+    bob = limited.post(SHOWS, auth=f"Bearer {token(sub='bob')}")
     assert bob.status == 200
     assert bob.header("X-RateLimit-Remaining") == "1"
 
 
-@pytest_twisted.ensureDeferred
-async def test_tokens_without_subject_share_the_address_bucket(
-    limited: GatewayHarness,
+def test_tokens_without_subject_share_the_address_bucket(
+    limited: GatewayUnderTest,
 ) -> None:
     """Two different sub-less tokens from one address draw from one bucket."""
-    now = int(time.time())
+    now = int(EPOCH)
     one = jwt.encode({"role": "a", "exp": now + 600}, SECRET, algorithm="HS256")
     two = jwt.encode({"role": "b", "exp": now + 600}, SECRET, algorithm="HS256")
-    statuses = [
-        (await limited.post(SHOWS, auth=f"Bearer {t}")).status for t in (one, two, one, two)
-    ]
+    statuses = [(limited.post(SHOWS, auth=f"Bearer {t}")).status for t in (one, two, one, two)]
     assert statuses == [200, 200, 429, 429]
 
 
-@pytest_twisted.ensureDeferred
-async def test_limit_headers_on_error_answers_too(
-    scripted: ScriptedCuebot, limited: GatewayHarness
-) -> None:
+def test_limit_headers_on_error_answers_too(limited: GatewayUnderTest) -> None:
     """A caller under the limit sees X-RateLimit-* on a Cuebot error and on an unknown route."""
-    scripted.scripts[SHOWS] = Script(code=grpc.StatusCode.NOT_FOUND, details="gone")
-    upstream_error = await limited.post(SHOWS)
-    unknown = await limited.post("/no.Such/Route")
+
+    def gone(request: object) -> object:
+        raise GatewayError(5, "gone", upstream=True)
+
+    limited.upstream.auto[SHOWS] = gone
+    upstream_error = limited.post(SHOWS)
+    unknown = limited.post("/no.Such/Route")
     assert upstream_error.status == 404 and unknown.status == 404
     assert _limit_headers(upstream_error)["X-RateLimit-Remaining"] == "1"
     assert _limit_headers(unknown)["X-RateLimit-Remaining"] == "0"
 
 
-@pytest_twisted.ensureDeferred
-async def test_public_paths_are_not_rate_limited(limited: GatewayHarness) -> None:
+def test_public_paths_are_not_rate_limited(limited: GatewayUnderTest) -> None:
     """Health checks never spend tokens nor carry the headers."""
     for _ in range(5):
-        reply = await limited.request("GET", "/healthz", auth=None)
+        reply = limited.request("GET", "/healthz", auth=None)
         assert reply.status == 200
         assert _limit_headers(reply)["X-RateLimit-Limit"] is None
-    assert (await limited.post(SHOWS)).header("X-RateLimit-Remaining") == "1"
+    assert (limited.post(SHOWS)).header("X-RateLimit-Remaining") == "1"
 
 
-@pytest_twisted.ensureDeferred
-async def test_disabled_limiter_sends_no_headers(scripted_gateway: GatewayHarness) -> None:
+def test_disabled_limiter_sends_no_headers() -> None:
     """With RATE_LIMIT_RPS unset (0), nothing is limited and no X-RateLimit headers appear."""
+    gateway = GatewayUnderTest(FakeUpstream(answer_all=True))
     for _ in range(5):
-        reply = await scripted_gateway.post(SHOWS)
+        reply = gateway.post(SHOWS)
         assert reply.status == 200
         assert _limit_headers(reply) == dict.fromkeys(HEADERS)
 
 
-@pytest_twisted.ensureDeferred
-async def test_policy_role_rate_overrides_the_default(scripted: ScriptedCuebot) -> None:
+def test_policy_role_rate_overrides_the_default() -> None:
     """A role's rate_limit_rps in the policy file applies to that role's callers."""
     methods = [f"{rpc.service}.{rpc.method}" for rpc in load_rpcs().values()]
     policy = parse_policy(
@@ -260,16 +252,13 @@ async def test_policy_role_rate_overrides_the_default(scripted: ScriptedCuebot) 
         methods,
         source="t.toml",
     )
-    harness = GatewayHarness(
-        scripted.address,
+    gateway = GatewayUnderTest(
+        FakeUpstream(answer_all=True),
         options={"rate-limit-rps": "1", "rate-limit-burst": "2"},
         policy=policy,
     )
-    try:
-        bulk = await harness.post(SHOWS, auth=f"Bearer {token(sub='b', role='bulk')}")
-        admin = await harness.post(SHOWS, auth=f"Bearer {token(sub='a', role='admin')}")
-    finally:
-        harness.close()
+    bulk = gateway.post(SHOWS, auth=f"Bearer {token(sub='b', role='bulk')}")
+    admin = gateway.post(SHOWS, auth=f"Bearer {token(sub='a', role='admin')}")
     assert bulk.status == 200
     assert bulk.header("X-RateLimit-Limit") == "60"
     assert admin.status == 200

@@ -1,32 +1,26 @@
-"""The resource-style routes under /api/v1/ against the simulated farm."""
+# -*- test-case-name: tests.test_resources -*-
+"""
+The resource-style routes under /api/v1/: the route table and the answers decided by the
+gateway itself (bad parameters and bodies, authentication, unknown routes), synchronously
+in front of a fake upstream. What the routes do to a farm is in L{test_resources_farm},
+against the simulator.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-import pytest_twisted
+from opencue_proto import host_pb2
 
-from opencue_gw.resources import ROUTES, Lookup, Param, Route
-from opencue_gw.resources.paging import DEFAULT_LIMIT, MAX_LIMIT
-from opencue_gw.resources.spec import bind_route
-from opencue_gw.rpcs import load_rpcs
-
-from gwtest import GatewayHarness, token
+from opencue_gw.rest import ROUTES, Lookup, Param, Route
+from opencue_gw.rest.spec import bind_route
+from opencue_gw.testing import FakeUpstream, GatewayUnderTest, mint_test_token
+from opencue_gw.upstream.rpcs import load_rpcs
 
 
-async def get(gateway: GatewayHarness, path: str) -> Any:
-    """GET a route that must answer 200; its JSON."""
-    reply = await gateway.request("GET", path)
-    assert reply.status == 200, (path, reply.body)
-    assert reply.header("content-type") == "application/json"
-    return reply.json()
-
-
-async def first_job(gateway: GatewayHarness, name_part: str = "alice_lighting") -> dict[str, Any]:
-    """A demo job of the show testing, by part of its name."""
-    jobs = (await get(gateway, "/api/v1/jobs?show=testing"))["items"]
-    return next(job for job in jobs if name_part in job["name"])
+@pytest.fixture
+def gateway() -> GatewayUnderTest:
+    """The gateway in front of a fake upstream that answers every call at once."""
+    return GatewayUnderTest(FakeUpstream(answer_all=True))
 
 
 def test_table_binds_and_covers_the_issue() -> None:
@@ -74,117 +68,17 @@ def test_table_mistakes_stop_start_up(route: Route) -> None:
         bind_route(route, load_rpcs())
 
 
-@pytest_twisted.ensureDeferred
-async def test_shows_and_one_show(gateway: GatewayHarness) -> None:
-    """Shows list in the envelope; one show by name is returned unwrapped."""
-    shows = await get(gateway, "/api/v1/shows")
-    assert {s["name"] for s in shows["items"]} >= {"testing", "pipe", "demo"}
-    assert (shows["page"], shows["limit"], shows["nextPage"]) == (1, DEFAULT_LIMIT, None)
-    show = await get(gateway, "/api/v1/shows/testing")
-    assert show["name"] == "testing" and "showStats" in show
-
-
-@pytest_twisted.ensureDeferred
-async def test_unknown_show_is_404(gateway: GatewayHarness) -> None:
+def test_unknown_show_is_404() -> None:
     """A show that does not exist answers 404 with the error body, as the RPC does."""
-    reply = await gateway.request("GET", "/api/v1/shows/nope")
+    gateway = GatewayUnderTest()
+    pending = gateway.send("GET", "/api/v1/shows/nope")
+    call = gateway.upstream.last
+    assert call.path == "/show.ShowInterface/FindShow"
+    assert call.request.name == "nope"  # type: ignore[attr-defined]
+    call.fail(5, "Incorrect result size: expected 1, actual 0")
+    reply = pending.answer()
     assert reply.status == 404
     assert reply.json()["code"] == 5
-
-
-@pytest_twisted.ensureDeferred
-async def test_show_jobs_and_groups(gateway: GatewayHarness) -> None:
-    """A show's jobs and its groups (looked up by show name) come back as lists."""
-    jobs = await get(gateway, "/api/v1/shows/testing/jobs")
-    assert jobs["items"] and all(j["show"] == "testing" for j in jobs["items"])
-    groups = await get(gateway, "/api/v1/shows/testing/groups")
-    assert "testing" in {g["name"] for g in groups["items"]}
-
-
-@pytest_twisted.ensureDeferred
-async def test_jobs_filters(gateway: GatewayHarness) -> None:
-    """show, user, name and include_finished reach JobSearchCriteria."""
-    everyone = (await get(gateway, "/api/v1/jobs?show=testing"))["items"]
-    carol = (await get(gateway, "/api/v1/jobs?show=testing&user=carol"))["items"]
-    assert carol and {j["user"] for j in carol} == {"carol"} and len(carol) < len(everyone)
-    name = everyone[0]["name"]
-    named = (await get(gateway, f"/api/v1/jobs?name={name}&include_finished=true"))["items"]
-    assert [j["name"] for j in named] == [name]
-    both = (await get(gateway, "/api/v1/jobs?show=testing,pipe"))["items"]
-    assert {j["show"] for j in both} == {"testing", "pipe"}
-
-
-@pytest_twisted.ensureDeferred
-async def test_gateway_paging_walks_the_whole_list(gateway: GatewayHarness) -> None:
-    """Lists Cuebot does not page are sliced here: pages join up to the unpaged list."""
-    whole = (await get(gateway, "/api/v1/hosts"))["items"]
-    assert len(whole) > 3
-    seen: list[str] = []
-    page: int | None = 1
-    while page is not None:
-        answer = await get(gateway, f"/api/v1/hosts?limit=3&page={page}")
-        assert answer["limit"] == 3 and answer["page"] == page and len(answer["items"]) <= 3
-        seen.extend(h["id"] for h in answer["items"])
-        page = answer["nextPage"]
-    assert seen == [h["id"] for h in whole]
-    beyond = await get(gateway, "/api/v1/hosts?limit=3&page=999")
-    assert beyond["items"] == [] and beyond["nextPage"] is None
-
-
-@pytest_twisted.ensureDeferred
-async def test_frames_paged_and_filtered_by_cuebot(gateway: GatewayHarness) -> None:
-    """Frame pages come from FrameSearchCriteria page/limit; state filters by name."""
-    job = await first_job(gateway)
-    total = job["jobStats"]["totalFrames"]
-    first = await get(gateway, f"/api/v1/jobs/{job['id']}/frames?limit=10")
-    second = await get(gateway, f"/api/v1/jobs/{job['id']}/frames?limit=10&page=2")
-    assert len(first["items"]) == 10 and first["nextPage"] == 2
-    assert not {f["id"] for f in first["items"]} & {f["id"] for f in second["items"]}
-    everything = await get(gateway, f"/api/v1/jobs/{job['id']}/frames?limit={MAX_LIMIT}")
-    assert len(everything["items"]) == total and everything["nextPage"] is None
-    running = await get(gateway, f"/api/v1/jobs/{job['id']}/frames?state=RUNNING")
-    assert len(running["items"]) == job["jobStats"]["runningFrames"] > 0
-    assert {f["state"] for f in running["items"]} == {"RUNNING"}
-    layered = await get(gateway, f"/api/v1/jobs/{job['id']}/frames?layer=prep&range=1-3")
-    assert {(f["layerName"], f["number"]) for f in layered["items"]} <= {
-        ("prep", 1),
-        ("prep", 2),
-        ("prep", 3),
-    }
-
-
-@pytest_twisted.ensureDeferred
-async def test_job_layers_comments_and_single_objects(gateway: GatewayHarness) -> None:
-    """A job, its layers, a layer, its frames, a frame and comments all resolve by id."""
-    job = await first_job(gateway)
-    assert (await get(gateway, f"/api/v1/jobs/{job['id']}"))["name"] == job["name"]
-    layers = (await get(gateway, f"/api/v1/jobs/{job['id']}/layers"))["items"]
-    assert len(layers) == job["jobStats"]["totalLayers"]
-    layer = await get(gateway, f"/api/v1/layers/{layers[0]['id']}")
-    assert layer["name"] == layers[0]["name"]
-    frames = (await get(gateway, f"/api/v1/layers/{layer['id']}/frames?limit=5"))["items"]
-    assert frames and {f["layerName"] for f in frames} == {layer["name"]}
-    frame = await get(gateway, f"/api/v1/frames/{frames[0]['id']}")
-    assert frame["id"] == frames[0]["id"]
-    comments = await get(gateway, f"/api/v1/jobs/{job['id']}/comments")
-    assert job["hasComment"] and comments["items"]
-
-
-@pytest_twisted.ensureDeferred
-async def test_hosts_filters_one_host_and_procs(gateway: GatewayHarness) -> None:
-    """Hosts filter by allocation and state; one host by name; its procs by id."""
-    busy = next(
-        h for h in (await get(gateway, "/api/v1/hosts"))["items"] if h["idleCores"] < h["cores"]
-    )
-    alloc = busy["allocName"]
-    same = (await get(gateway, f"/api/v1/hosts?alloc={alloc}&state=UP"))["items"]
-    assert busy["id"] in {h["id"] for h in same} and {h["allocName"] for h in same} == {alloc}
-    down = (await get(gateway, f"/api/v1/hosts?alloc={alloc}&state=DOWN"))["items"]
-    assert {h["state"] for h in down} <= {"DOWN"} and busy["id"] not in {h["id"] for h in down}
-    host = await get(gateway, f"/api/v1/hosts/{busy['name']}")
-    assert host["id"] == busy["id"]
-    procs = (await get(gateway, f"/api/v1/hosts/{busy['id']}/procs"))["items"]
-    assert procs
 
 
 @pytest.mark.parametrize(
@@ -197,130 +91,76 @@ async def test_hosts_filters_one_host_and_procs(gateway: GatewayHarness) -> None
         ("include_finished=maybe", "'include_finished'"),
     ],
 )
-@pytest_twisted.ensureDeferred
-async def test_bad_query_parameter_is_400_naming_it(
-    gateway: GatewayHarness, query: str, named: str
+def test_bad_query_parameter_is_400_naming_it(
+    gateway: GatewayUnderTest, query: str, named: str
 ) -> None:
     """Unknown parameters, bad integers and bad booleans answer 400, code 3, naming them."""
-    reply = await gateway.request("GET", f"/api/v1/jobs?{query}")
+    reply = gateway.request("GET", f"/api/v1/jobs?{query}")
     assert reply.status == 400
     body = reply.json()
     assert body["code"] == 3 and named in body["message"] and body["details"] == []
 
 
-@pytest_twisted.ensureDeferred
-async def test_bad_state_name_is_400_listing_the_names(gateway: GatewayHarness) -> None:
+def test_bad_state_name_is_400_listing_the_names(gateway: GatewayUnderTest) -> None:
     """An unknown frame state answers 400 naming the parameter and the valid states."""
-    job = await first_job(gateway)
-    reply = await gateway.request("GET", f"/api/v1/jobs/{job['id']}/frames?state=RUNIN")
+    reply = gateway.request("GET", "/api/v1/jobs/job-0001/frames?state=RUNIN")
     assert reply.status == 400
     assert "'state'" in reply.json()["message"] and "RUNNING" in reply.json()["message"]
 
 
-@pytest_twisted.ensureDeferred
-async def test_same_auth_as_rpc_routes(gateway: GatewayHarness) -> None:
+def test_same_auth_as_rpc_routes(gateway: GatewayUnderTest) -> None:
     """Without a token a resource route answers 401 with the gateway's error body."""
-    reply = await gateway.request("GET", "/api/v1/shows", auth=None)
+    reply = gateway.request("GET", "/api/v1/shows", auth=None)
     assert reply.status == 401 and reply.json()["code"] == 16
-    forged = await gateway.request("GET", "/api/v1/shows", auth=f"Bearer {token(secret=b'x' * 40)}")
+    forged = gateway.request(
+        "GET", "/api/v1/shows", auth=f"Bearer {mint_test_token(secret=b'x' * 40)}"
+    )
     assert forged.status == 401
 
 
-@pytest_twisted.ensureDeferred
-async def test_unknown_path_and_wrong_method(gateway: GatewayHarness) -> None:
+def test_unknown_path_and_wrong_method(gateway: GatewayUnderTest) -> None:
     """Unknown resource paths are 404 and a POST to a GET route is 405, as JSON."""
-    missing = await gateway.request("GET", "/api/v1/nothing")
+    missing = gateway.request("GET", "/api/v1/nothing")
     assert missing.status == 404 and missing.json()["code"] == 5
-    wrong = await gateway.request("POST", "/api/v1/shows", b"{}")
+    wrong = gateway.request("POST", "/api/v1/shows", b"{}")
     assert wrong.status == 405
 
 
-@pytest_twisted.ensureDeferred
-async def test_pause_resume_kill(fresh_gateway: GatewayHarness) -> None:
-    """Pause, resume and kill change the job as the RPCs do."""
-    job = await first_job(fresh_gateway)
-    path = f"/api/v1/jobs/{job['id']}"
-    assert (await fresh_gateway.request("POST", path + "/pause")).status == 200
-    assert (await get(fresh_gateway, path))["isPaused"] is True
-    assert (await fresh_gateway.request("POST", path + "/resume", {})).status == 200
-    assert (await get(fresh_gateway, path))["isPaused"] is False
-    killed = await fresh_gateway.request("POST", path + "/kill", {"reason": "test"})
-    assert killed.status == 200, killed.body
-    assert (await get(fresh_gateway, path))["state"] == "FINISHED"
-
-
-@pytest_twisted.ensureDeferred
-async def test_retry_and_eat_frames_by_state(fresh_gateway: GatewayHarness) -> None:
-    """retry-frames with a state filter retries only those frames; eat-frames eats them."""
-    jobs = (await get(fresh_gateway, "/api/v1/jobs?show=testing"))["items"]
-    job = next(j for j in jobs if j["jobStats"]["deadFrames"] > 0)
-    frames = f"/api/v1/jobs/{job['id']}/frames"
-    dead = (await get(fresh_gateway, frames + "?state=DEAD"))["items"]
-    retried = await fresh_gateway.request(
-        "POST", f"/api/v1/jobs/{job['id']}/retry-frames", {"state": ["DEAD"]}
-    )
-    assert retried.status == 200, retried.body
-    assert (await get(fresh_gateway, frames + "?state=DEAD"))["items"] == []
-    waiting = {f["id"] for f in (await get(fresh_gateway, frames + "?state=WAITING"))["items"]}
-    assert {f["id"] for f in dead} <= waiting
-    layer = dead[0]["layerName"]
-    eaten = await fresh_gateway.request(
-        "POST", f"/api/v1/jobs/{job['id']}/eat-frames", {"state": "WAITING", "layer": layer}
-    )
-    assert eaten.status == 200
-    left = (await get(fresh_gateway, frames + f"?state=WAITING&layer={layer}"))["items"]
-    assert left == []
-
-
-@pytest_twisted.ensureDeferred
-async def test_frame_actions(fresh_gateway: GatewayHarness) -> None:
-    """A running frame can be killed and an eaten frame retried, by frame id."""
-    job = await first_job(fresh_gateway)
-    running = await get(fresh_gateway, f"/api/v1/jobs/{job['id']}/frames?state=RUNNING")
-    frame = running["items"][0]["id"]
-    assert (await fresh_gateway.request("POST", f"/api/v1/frames/{frame}/kill")).status == 200
-    assert (await fresh_gateway.request("POST", f"/api/v1/frames/{frame}/eat")).status == 200
-    assert (await get(fresh_gateway, f"/api/v1/frames/{frame}"))["state"] == "EATEN"
-    assert (await fresh_gateway.request("POST", f"/api/v1/frames/{frame}/retry")).status == 200
-    assert (await get(fresh_gateway, f"/api/v1/frames/{frame}"))["state"] == "WAITING"
-
-
-@pytest_twisted.ensureDeferred
-async def test_host_lock_unlock_reboot(fresh_gateway: GatewayHarness) -> None:
-    """Lock and unlock change a host's lock state; reboot is accepted."""
-    host = (await get(fresh_gateway, "/api/v1/hosts?limit=1"))["items"][0]
-    base = f"/api/v1/hosts/{host['id']}"
-    assert (await fresh_gateway.request("POST", base + "/lock")).status == 200
-    assert (await get(fresh_gateway, f"/api/v1/hosts/{host['name']}"))["lockState"] == "LOCKED"
-    assert (await fresh_gateway.request("POST", base + "/unlock")).status == 200
-    assert (await get(fresh_gateway, f"/api/v1/hosts/{host['name']}"))["lockState"] == "OPEN"
-    assert (await fresh_gateway.request("POST", base + "/reboot")).status == 200
-
-
-@pytest_twisted.ensureDeferred
-async def test_post_body_mistakes(gateway: GatewayHarness) -> None:
+def test_post_body_mistakes(gateway: GatewayUnderTest) -> None:
     """Bodies must be JSON objects with known members; spec is required to submit."""
-    missing = await gateway.request("POST", "/api/v1/jobs", {})
+    missing = gateway.request("POST", "/api/v1/jobs", {})
     assert missing.status == 400 and "'spec'" in missing.json()["message"]
-    unknown = await gateway.request("POST", "/api/v1/jobs", {"spec": "<x/>", "force": True})
+    unknown = gateway.request("POST", "/api/v1/jobs", {"spec": "<x/>", "force": True})
     assert unknown.status == 400 and "'force'" in unknown.json()["message"]
-    not_json = await gateway.request("POST", "/api/v1/jobs", b"[1,")
+    not_json = gateway.request("POST", "/api/v1/jobs", b"[1,")
     assert not_json.status == 400 and not_json.json()["code"] == 3
 
 
-@pytest_twisted.ensureDeferred
-async def test_submit_spec(fresh_gateway: GatewayHarness) -> None:
-    """POST /api/v1/jobs launches a job spec and answers the launched jobs."""
-    spec = """<?xml version="1.0"?>
-<!DOCTYPE spec PUBLIC "SPI Cue  Specification Language" "http://localhost:8080/spcue/dtd/cjsl-1.12.dtd">
-<spec><facility>local</facility><show>testing</show><shot>sh999</shot><user>tester</user>
-<job name="api_v1_submit"><paused>false</paused><maxretries>2</maxretries><autoeat>false</autoeat>
-<env/><layers><layer name="render" type="Render"><cmd>echo hi</cmd><range>1-4</range>
-<chunk>1</chunk><cores>1</cores><memory>1g</memory><services><service>shell</service></services>
-</layer></layers></job></spec>"""
-    reply = await fresh_gateway.request("POST", "/api/v1/jobs", {"spec": spec})
-    assert reply.status == 200, reply.body
-    launched = reply.json()["jobs"]
-    assert len(launched) == 1 and launched[0]["name"].endswith("api_v1_submit")
-    frames = await get(fresh_gateway, f"/api/v1/jobs/{launched[0]['id']}/frames")
-    assert len(frames["items"]) == 4
+def test_query_parameters_fill_the_request(gateway: GatewayUnderTest) -> None:
+    """Comma lists and repeats become repeated fields; booleans and enums are converted."""
+    reply = gateway.request("GET", "/api/v1/jobs?show=testing,pipe&show=demo&include_finished=true")
+    assert reply.status == 200
+    sent = gateway.upstream.last
+    assert sent.path == "/job.JobInterface/GetJobs"
+    assert list(sent.request.r.shows) == ["testing", "pipe", "demo"]  # type: ignore[attr-defined]
+    assert sent.request.r.include_finished is True  # type: ignore[attr-defined]
+    gateway.request("GET", "/api/v1/hosts?alloc=local.general&state=UP")
+    hosts = gateway.upstream.last.request
+    assert list(hosts.r.allocs) == ["local.general"]  # type: ignore[attr-defined]
+    assert list(hosts.r.states.state) == [host_pb2.UP]  # type: ignore[attr-defined]
+
+
+def test_gateway_pages_a_list_cuebot_does_not_page() -> None:
+    """A list Cuebot answers whole is sliced into pages, with nextPage until the last."""
+    hosts = host_pb2.HostGetHostsResponse(
+        hosts=host_pb2.HostSeq(hosts=[host_pb2.Host(id=f"h{i}", name=f"n{i}") for i in range(7)])
+    )
+    gateway = GatewayUnderTest(FakeUpstream({"/host.HostInterface/GetHosts": lambda r: hosts}))
+    pages = [gateway.request("GET", f"/api/v1/hosts?limit=3&page={n}").json() for n in (1, 2, 3)]
+    assert [[h["id"] for h in p["items"]] for p in pages] == [
+        ["h0", "h1", "h2"],
+        ["h3", "h4", "h5"],
+        ["h6"],
+    ]
+    assert [p["nextPage"] for p in pages] == [2, 3, None]
+    assert {(p["page"], p["limit"]) for p in pages} == {(1, 3), (2, 3), (3, 3)}

@@ -1,4 +1,4 @@
-"""Tests for L{opencue_gw.rpcs}: the route table built from the opencue_proto descriptors."""
+"""Tests for L{opencue_gw.upstream.rpcs}: the RPC table built from the opencue_proto descriptors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from opencue_gw.rpcs import RQD_SIDE_SERVICES, Rpc, is_read_method, load_rpcs
+from opencue_gw.upstream.rpcs import RQD_SIDE_SERVICES, Rpc, is_read_method, load_rpcs
 
 
 @pytest.fixture(scope="module")

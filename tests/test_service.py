@@ -1,6 +1,6 @@
 """
-Tests for shutdown ordering: L{opencue_gw.edge.InFlight}'s drain and
-L{opencue_gw.service.GatewayService}, plus the tree L{opencue_gw.tap.build_service}
+Tests for shutdown ordering: L{opencue_gw.ops.inflight.InFlight}'s drain and
+L{opencue_gw.ops.service.GatewayService}, plus the tree L{opencue_gw.tap.build_service}
 wires. Time is a L{Clock}; child services are fakes that record when they stop.
 """
 
@@ -16,8 +16,8 @@ from twisted.logger import LogEvent, Logger, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
 from opencue_gw.config import resolve_config
-from opencue_gw.edge import InFlight
-from opencue_gw.service import CuebotService, GatewayService, ThreadPoolService
+from opencue_gw.ops.inflight import InFlight
+from opencue_gw.ops.service import CuebotService, GatewayService, ThreadPoolService
 
 SECRET = "service-test-secret-0123456789abcdef-0123456789"
 
@@ -93,6 +93,68 @@ class InFlightTests(SynchronousTestCase):
         self.assertEqual(self.events[0]["count"], 1)
         self.in_flight.leave()  # a late straggler must not fire the Deferred again
         self.assertEqual(self.in_flight.count, 0)
+
+
+class _Straggler:
+    """A request that records the answer it is asked to give at the end of the grace."""
+
+    def __init__(self) -> None:
+        self.answered: list[str] = []
+
+    def answer_shutting_down(self, message: str) -> None:
+        self.answered.append(message)
+
+
+class InFlightRequestTests(SynchronousTestCase):
+    """L{InFlight} keyed by request: idempotent entry, admission and the grace-end answer."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.in_flight = InFlight()
+        self.in_flight.log = Logger(observer=lambda event: None)
+
+    def test_same_request_entered_twice_counts_once(self) -> None:
+        """The connection and the guard may both enter a request: it counts once."""
+        request = _Straggler()
+        self.assertTrue(self.in_flight.enter(request))
+        self.assertTrue(self.in_flight.enter(request))
+        self.assertEqual(self.in_flight.count, 1)
+        self.assertIn(request, self.in_flight)
+        self.in_flight.leave(request)
+        self.in_flight.leave(request)
+        self.assertEqual(self.in_flight.count, 0)
+
+    def test_draining_admits_only_requests_already_started(self) -> None:
+        """While draining a started request stays admitted; a new one is refused."""
+        started, late = _Straggler(), _Straggler()
+        self.in_flight.enter(started)
+        self.in_flight.drain(30, self.clock)
+        self.assertTrue(self.in_flight.enter(started))
+        self.assertFalse(self.in_flight.enter(late))
+        self.assertEqual(self.in_flight.count, 1)
+
+    def test_stragglers_are_answered_at_grace_end(self) -> None:
+        """Requests still in flight when the grace ends are asked to answer 503."""
+        first, second = _Straggler(), _Straggler()
+        self.in_flight.enter(first)
+        self.in_flight.enter(second)
+        d = self.in_flight.drain(5, self.clock)
+        self.clock.advance(4.9)
+        self.assertEqual(first.answered, [])
+        self.clock.advance(0.1)
+        self.assertIs(self.successResultOf(d), False)
+        self.assertEqual(first.answered, ["the gateway is shutting down"])
+        self.assertEqual(second.answered, ["the gateway is shutting down"])
+
+    def test_requests_done_in_time_are_not_answered(self) -> None:
+        """A drain that succeeds answers nobody."""
+        request = _Straggler()
+        self.in_flight.enter(request)
+        d = self.in_flight.drain(5, self.clock)
+        self.in_flight.leave(request)
+        self.assertIs(self.successResultOf(d), True)
+        self.clock.advance(10)
+        self.assertEqual(request.answered, [])
 
 
 class GatewayServiceTests(SynchronousTestCase):
@@ -223,11 +285,12 @@ class BuildServiceTests(SynchronousTestCase):
         return build_service(config, self.reactor)
 
     def test_named_children_and_no_listening(self) -> None:
-        """The tree has codec-threads, cuebot and http-0, in that order, and nothing listens."""
+        """The tree's children are named and in order, and nothing listens yet."""
         root = self.build()
         self.assertIsInstance(root, GatewayService)
         self.assertEqual(
-            [s.name for s in root], ["codec-threads", "cuebot", "readiness-probe", "http-0"]
+            [s.name for s in root],
+            ["codec-threads", "cuebot", "readiness-probe", "events", "http-0"],
         )
         self.assertIsInstance(root.getServiceNamed("codec-threads"), ThreadPoolService)
         self.assertIsInstance(root.getServiceNamed("cuebot"), CuebotService)

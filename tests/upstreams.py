@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from opencue_gw.rpcs import load_rpcs
+from opencue_gw.upstream.rpcs import load_rpcs
 
 
 @dataclass

@@ -19,6 +19,7 @@ from opencue_gw.client.core import (
     resolve_token,
     resolve_url,
 )
+from opencue_gw.client.sse import StreamEvent
 from opencue_gw.client.syncclient import GatewayClient
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "GatewayClient",
     "GatewayClientError",
     "RetryPolicy",
+    "StreamEvent",
     "resolve_token",
     "resolve_url",
 ]

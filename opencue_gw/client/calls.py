@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.integration.test_client -*-
 """
 The typed helpers both clients offer, written once.
 
@@ -12,15 +12,19 @@ script never has to know the paging scheme.
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from opencue_gw.client.core import Call
 
-__all__ = ["PAGE_SIZE", "FarmCalls"]
+__all__ = ["MAX_WAIT", "PAGE_SIZE", "FarmCalls", "events_call", "wait_call"]
 
 R = TypeVar("R")
 PAGE_SIZE = 1000
+# One wait request asks for at most this long, below the gateway's default bound (1 h);
+# a longer wait is several requests, so no proxy sees an hour-long silent request.
+MAX_WAIT = 600.0
 
 Names = str | Sequence[str] | None
 
@@ -34,6 +38,22 @@ def _names(value: Names) -> list[str] | None:
 def _frame_filters(state: Names, layer: Names, frame_range: str | None) -> dict[str, Any]:
     """The query parameters that pick frames, shared by listing, retrying and eating."""
     return {"state": _names(state), "layer": _names(layer), "range": frame_range}
+
+
+def events_call(
+    show: Names = None, job: Names = None, types: Names = None, states: Names = None
+) -> Call:
+    """The event stream's request: C{GET /api/v1/events} with its filters."""
+    params = {"show": _names(show), "job": _names(job), "types": _names(types)}
+    params["states"] = _names(states)
+    return Call.resource("GET", ["events"], params)
+
+
+def wait_call(job_id: str, seconds: float) -> Call:
+    """One wait for a job to finish, of at most C{seconds} (the gateway's own bound)."""
+    return Call.resource(
+        "GET", ["jobs", job_id, "wait"], {"until": "finished", "timeout": f"{seconds:g}"}
+    )
 
 
 class FarmCalls(abc.ABC, Generic[R]):
@@ -136,6 +156,17 @@ class FarmCalls(abc.ABC, Generic[R]):
     def submit(self, spec: str) -> R:
         """Launch a job spec (XML); the reply is C{{"jobs": [...]}}."""
         return self._one(Call.resource("POST", ["jobs"], {"spec": spec}))
+
+    def submit_job(self, description: Mapping[str, Any], *, dry_run: bool = False) -> R:
+        """
+        Launch a JSON job description (show, shot, user, name, layers, ...); the reply is
+        C{{"jobs": [...]}}. With C{dry_run}, nothing is launched and the reply is the
+        job-spec XML the gateway would send, C{{"spec": "<xml>"}}.
+        """
+        body = json.dumps(description).encode("utf-8")
+        if dry_run:  # changes nothing, so it may be retried like a read
+            return self._one(Call("POST", "/api/v1/jobs", (("dry_run", "true"),), body, True))
+        return self._one(Call("POST", "/api/v1/jobs", (), body))
 
     def kill_job(self, job_id: str, reason: str | None = None) -> R:
         """Kill a job."""

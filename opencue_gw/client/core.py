@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_client -*-
+# -*- test-case-name: tests.integration.test_client -*-
 """
 What the asynchronous and the synchronous client share: where the gateway and the token
 come from, how a call becomes an HTTP request, how an answer becomes a value or an
@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from opencue_gw.errors import GRPC_CODE_NAMES
-from opencue_gw.rpcs import is_read_method
+from opencue_gw.upstream.rpcs import is_read_method
 
 __all__ = [
     "DEFAULT_URL",

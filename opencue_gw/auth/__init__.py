@@ -1,0 +1,1 @@
+"""Who may call: bearer tokens (twisted.cred), keys and JWKS, roles, and the audit log."""
