@@ -53,6 +53,7 @@ def announce_demo(
         "Try:\n"
         f'    curl -X POST -H "Authorization: Bearer $TOKEN" '
         f"localhost:{port}/show.ShowInterface/GetShows -d '{{}}'\n"
+        f"    the live farm page at http://localhost:{port}/ui (paste the token once)\n"
         f"    and the API browser at http://localhost:{port}/docs\n\n"
     )
     out.flush()
