@@ -82,7 +82,7 @@ from opencue_gw.upstream.batching import BatchingUpstream
 from opencue_gw.upstream.coalesce import CoalescingUpstream
 from opencue_gw.upstream.cuebot import CuebotClient, tls_credentials
 from opencue_gw.upstream.rpcs import Rpc, load_rpcs
-from opencue_gw.upstream.stale import MemoryStaleStore, StaleIfError
+from opencue_gw.upstream.stale import MemoryStaleStore, StaleIfError, StaleStore
 
 __all__ = [
     "GatewaySite",
@@ -312,12 +312,21 @@ def batched_reads(
     return BatchingUpstream(client, reactor, metrics=metrics)
 
 
+def redis_prefix(facility: str | None) -> str:
+    """
+    The key space of one facility's shared state in Redis: the default facility keeps
+    the plain prefix, every other one its own, so their reads never meet.
+    """
+    return "ocgw:" if facility is None else f"ocgw:f:{facility}:"
+
+
 def shared_reads(
     config: GatewayConfig,
     client: IUpstream,
     reactor: Any,
     metrics: GatewayMetrics,
     shared: SharedStore | None = None,
+    facility: str | None = None,
 ) -> IUpstream:
     """
     The client behind read sharing and the read cache, unless both are off. With
@@ -332,7 +341,12 @@ def shared_reads(
     if shared is None:
         return local
     across = SharedReads(
-        client, shared, reactor, cache_seconds=config.read_cache_ms / 1000.0, fallback=local
+        client,
+        shared,
+        reactor,
+        cache_seconds=config.read_cache_ms / 1000.0,
+        fallback=local,
+        prefix=redis_prefix(facility),
     )
     return CoalescingUpstream(across, reactor, metrics=metrics)
 
@@ -343,6 +357,7 @@ def stale_if_error(
     reactor: Any,
     metrics: GatewayMetrics,
     shared: SharedStore | None = None,
+    facility: str | None = None,
 ) -> IUpstream:
     """
     C{upstream} behind C{--stale-if-error}, if set. Outermost, over read sharing: a
@@ -352,15 +367,21 @@ def stale_if_error(
     max_age = config.stale_if_error
     if max_age <= 0:
         return upstream
-    store = MemoryStaleStore(config.stale_max_bytes)
+    store: StaleStore = MemoryStaleStore(config.stale_max_bytes)
+    if shared is not None:
+        store = SharedStaleStore(
+            shared,
+            store,
+            max_age=max_age,
+            max_bytes=config.stale_max_bytes,
+            prefix=redis_prefix(facility),
+        )
     return StaleIfError(
         upstream,
         reactor,
         max_age=max_age,
         on_stale=lambda rpc, age: metrics.stale_reads.inc(),
-        store=store
-        if shared is None
-        else SharedStaleStore(shared, store, max_age=max_age, max_bytes=config.stale_max_bytes),
+        store=store,
     )
 
 
@@ -370,14 +391,16 @@ def upstream_chain(
     reactor: Any,
     metrics: GatewayMetrics,
     shared: SharedStore | None = None,
+    facility: str | None = None,
 ) -> IUpstream:
     """
     What the routes call: stale answers over shared reads over batched reads over the
-    Cuebot client, each layer present only when its setting asks for it.
+    Cuebot client, each layer present only when its setting asks for it. C{facility}
+    names a facility other than the default, for its own key space in Redis.
     """
     batched = batched_reads(config, client, reactor, metrics)
-    reads = shared_reads(config, batched, reactor, metrics, shared)
-    return stale_if_error(config, reads, reactor, metrics, shared)
+    reads = shared_reads(config, batched, reactor, metrics, shared, facility)
+    return stale_if_error(config, reads, reactor, metrics, shared, facility)
 
 
 def build_service(config: GatewayConfig, reactor: Any) -> GatewayService:
@@ -445,10 +468,9 @@ def build_service(config: GatewayConfig, reactor: Any) -> GatewayService:
         sharing.setName("redis")
         sharing.setServiceParent(root)
     upstream = upstream_chain(config, client, reactor, metrics, shared)
-    # Redis keys name no facility, so the other facilities share reads in-process only.
     facilities: dict[str, tuple[IUpstream, EventHub | None]] = {
         spec.name: (
-            upstream_chain(config, clients[spec.name], reactor, metrics),
+            upstream_chain(config, clients[spec.name], reactor, metrics, shared, spec.name),
             facility_events[spec.name],
         )
         for spec in config.facilities[1:]

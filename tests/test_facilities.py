@@ -416,3 +416,12 @@ def test_readyz_is_ready_while_one_default_replica_answers() -> None:
     stale = readyz()
     assert stale.status == 503
     assert stale.json()["message"].startswith("no Cuebot replica of facility 'default' answers")
+
+
+def test_each_facility_has_its_own_key_space_in_redis() -> None:
+    """Shared reads of two facilities never meet: the default keeps the plain prefix."""
+    from opencue_gw.tap import redis_prefix
+
+    assert redis_prefix(None) == "ocgw:"
+    assert redis_prefix("cloud") == "ocgw:f:cloud:"
+    assert redis_prefix("cloud") != redis_prefix("local")
