@@ -68,11 +68,13 @@ from opencue_gw.ops.workers import (
     check_can_listen,
     listening_socket,
     shareable,
+    with_backlog,
     worker_argv,
 )
 from opencue_gw.rest import install_resource_routes
 from opencue_gw.settings import Options, refuse
 from opencue_gw.shared.buckets import SharedTokenBuckets
+from opencue_gw.shared.events import SharedEvents
 from opencue_gw.shared.reads import SharedReads
 from opencue_gw.shared.split import per_worker_limits, per_worker_rate_for
 from opencue_gw.shared.stale import SharedStaleStore
@@ -226,10 +228,14 @@ def event_hub_for(
     reactor: Any,
     metrics: GatewayMetrics,
     event_metrics: EventMetrics | None = None,
+    shared: SharedStore | None = None,
+    facility: str | None = None,
 ) -> EventHub:
     """
     The live event source: one poll per watched scope, fanned out to every stream. The
-    event sources of several facilities share one C{event_metrics}.
+    event sources of several facilities share one C{event_metrics}. With C{shared}
+    (C{--redis}), one instance polls each scope for every instance, in C{facility}'s
+    key space.
     """
     settings = EventSettings(
         interval=config.events_interval,
@@ -243,7 +249,15 @@ def event_hub_for(
     )
     if event_metrics is None:
         event_metrics = EventMetrics(metrics.registry)
-    return EventHub(upstream, load_rpcs(), reactor, settings=settings, metrics=event_metrics)
+    sharing = None if shared is None else SharedEvents(shared, reactor, redis_prefix(facility))
+    return EventHub(
+        upstream,
+        load_rpcs(),
+        reactor,
+        settings=settings,
+        metrics=event_metrics,
+        shared=sharing,
+    )
 
 
 def rate_buckets(
@@ -448,25 +462,27 @@ def build_service(config: GatewayConfig, reactor: Any) -> GatewayService:
         auditing.setServiceParent(root)
 
     metrics = GatewayMetrics()
-    # The event source polls Cuebot itself, as the readiness probe does: on the plain
-    # client, so stale answers can never hide an outage from a stream.
-    events = event_hub_for(config, client, reactor, metrics)
-    streams = EventsService(events, reactor)
-    streams.setName("events")
-    streams.setServiceParent(root)
-    facility_events = {}
-    for spec in config.facilities[1:]:
-        hub = event_hub_for(config, clients[spec.name], reactor, metrics, events.metrics)
-        facility_streams = EventsService(hub, reactor)
-        facility_streams.setName(f"events-{spec.name}")
-        facility_streams.setServiceParent(root)
-        facility_events[spec.name] = hub
-
+    # Before the event sources, so that it stops after them (they give their leases up).
     shared = shared_store_for(config, reactor, metrics)
     if shared is not None:
         sharing = SharedStoreService(shared)
         sharing.setName("redis")
         sharing.setServiceParent(root)
+    # The event source polls Cuebot itself, as the readiness probe does: on the plain
+    # client, so stale answers can never hide an outage from a stream.
+    events = event_hub_for(config, client, reactor, metrics, shared=shared)
+    streams = EventsService(events, reactor)
+    streams.setName("events")
+    streams.setServiceParent(root)
+    facility_events = {}
+    for spec in config.facilities[1:]:
+        hub = event_hub_for(
+            config, clients[spec.name], reactor, metrics, events.metrics, shared, spec.name
+        )
+        facility_streams = EventsService(hub, reactor)
+        facility_streams.setName(f"events-{spec.name}")
+        facility_streams.setServiceParent(root)
+        facility_events[spec.name] = hub
     upstream = upstream_chain(config, client, reactor, metrics, shared)
     facilities: dict[str, tuple[IUpstream, EventHub | None]] = {
         spec.name: (
@@ -502,7 +518,7 @@ def build_service(config: GatewayConfig, reactor: Any) -> GatewayService:
         return root
     for index, description in enumerate(config.listen):
         try:
-            listener = strports.service(description, connections, reactor=reactor)
+            listener = strports.service(with_backlog(description), connections, reactor=reactor)
         except Exception as error:
             # Includes OpenSSL's errors for an ssl: description whose key or cert is unusable.
             raise ConfigError(f"--port: cannot use {description!r}: {error}") from None

@@ -11,7 +11,7 @@ import treq
 from opencue_proto import host_pb2, job_pb2
 from treq.testing import StubTreq
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 from opencue_gw.api import GatewayAPI
 from opencue_gw.auth.bearer import GatewayRealm, Identity, JWTChecker, JWTVerifier
@@ -24,6 +24,7 @@ from opencue_gw.events import (
     EventSettings,
     install_event_routes,
 )
+from opencue_gw.events.diff import job_item as diff_job_item
 from opencue_gw.events.model import Event, ScopeKey
 from opencue_gw.events.routes import EventRoutes, EventsService
 from opencue_gw.events.sinks import EventStream
@@ -619,3 +620,115 @@ def test_ui_routes_serve_only_the_page_files() -> None:
         answer = stub.get("http://gw.test" + path, allow_redirects=False)
         stub.flush()
         assert result_of(answer).code == status, path
+
+
+class FakeShared:
+    """The Redis side of a hub's sharing: a lease answer, and what was published."""
+
+    def __init__(self, held: bool) -> None:
+        self.held = held
+        self.store = type("Store", (), {"up": True})()
+        self.owner = "me"
+        self.handler: Any = None
+        self.error_handler: Any = None
+        self.published: list[tuple[list[Event], list[str]]] = []
+        self.next_id = 10**13
+
+    def attempt(self, key: ScopeKey, floor: int, ttl: float) -> Deferred[bool]:
+        assert ttl == INTERVAL * 2.5
+        return succeed(self.held)
+
+    def publish(
+        self, key: ScopeKey, events: Sequence[Event], gone: Sequence[str], floor: int, ttl: float
+    ) -> Deferred[int | None]:
+        self.published.append((list(events), list(gone)))
+        first, self.next_id = self.next_id, self.next_id + len(events)
+        return succeed(first)
+
+    def listening(self, key: ScopeKey) -> bool:
+        return True
+
+    def watch(self, key: ScopeKey) -> None:
+        pass
+
+    def unwatch(self, key: ScopeKey) -> None:
+        pass
+
+    def release(self, key: ScopeKey) -> Deferred[None]:
+        return succeed(None)
+
+    def publish_error(self, key: ScopeKey, error: GatewayError | None) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def _shared_hub(farm: Farm, held: bool) -> tuple[EventHub, FakeReactor, FakeUpstream, FakeShared]:
+    clock = FakeReactor()
+    upstream = farm.upstream(clock)
+    shared = FakeShared(held)
+    hub = EventHub(
+        upstream,
+        RPCS,
+        clock,
+        settings=EventSettings(interval=INTERVAL),
+        shared=shared,  # type: ignore[arg-type]
+    )
+    return hub, clock, upstream, shared
+
+
+def test_shared_follower_polls_once_and_follows_the_published_batches() -> None:
+    """
+    Without the lease a hub polls once (its snapshot), then only hears batches: they
+    reach its subscribers with the publisher's ids, keep its snapshot current for
+    later subscribers, and are numbered after its own ids if those are ahead.
+    """
+    farm = Farm()
+    farm.add_job("a")
+    farm.add_job("b")
+    hub, clock, upstream, _ = _shared_hub(farm, held=False)
+    sink = Recorder()
+    hub.subscribe(sink, EventFilter(), "ann")
+    assert sorted(sink.take()) == [("a", ("snapshot",)), ("b", ("snapshot",))]
+    clock.advance(INTERVAL * 5)
+    assert len(upstream.calls) == 1 and sink.take() == []
+
+    changed = job_pb2.Job(id="a", show="testing", state=job_pb2.FINISHED)
+    ahead = hub.last_id + 100
+    heard = [Event(diff_job_item(changed), ("state", "finished"), ahead)]
+    hub._heard(("jobs", ""), "other", heard, ["a", "b"])
+    assert [(e.id, e.item.id) for e, _ in sink.events] == [(ahead, "a")]
+    late = Recorder()
+    hub.subscribe(late, EventFilter(), "bob")
+    assert late.take() == []  # a and b are gone from the holder's snapshot
+
+    behind = [Event(diff_job_item(job_pb2.Job(id="c", show="testing")), ("appeared",), 5)]
+    hub._heard(("jobs", ""), "other", behind, [])
+    assert sink.events[-1][0].id == ahead + 1 and late.take() == [("c", ("appeared",))]
+
+
+def test_shared_leader_publishes_and_delivers_what_comes_back() -> None:
+    """
+    The lease holder polls every interval and publishes its diff; its own subscribers
+    get the batch as it comes back from Redis (same ids as everywhere). Without Redis
+    it numbers and delivers its events itself.
+    """
+    farm = Farm()
+    farm.add_job("a")
+    hub, clock, upstream, shared = _shared_hub(farm, held=True)
+    sink = Recorder()
+    hub.subscribe(sink, EventFilter(), "ann")
+    sink.take()
+    farm.jobs["a"].job_stats.running_frames = 1
+    clock.advance(INTERVAL)
+    assert len(upstream.calls) == 2 and sink.take() == []
+    [(events, gone)] = shared.published
+    assert [(e.item.id, e.changes) for e in events] == [("a", ("progress",))] and gone == []
+    hub._heard(("jobs", ""), "me", events, gone, 10**13)
+    assert [(e.id, e.item.id) for e, _ in sink.events] == [(10**13, "a")]
+
+    shared.store.up = False
+    farm.jobs["a"].job_stats.running_frames = 2
+    clock.advance(INTERVAL)
+    assert sink.events[-1][0].id == 10**13 + 1 and len(shared.published) == 1

@@ -306,4 +306,7 @@ class BuildServiceTests(SynchronousTestCase):
         root.privilegedStartService()
         ports = [(port, interface) for port, _, _, interface in self.reactor.tcpServers]
         self.assertEqual(ports, [(9001, ""), (9002, "127.0.0.1")])
+        # CueWeb connects once per job row at each refresh: a deep listen queue.
+        backlogs = [backlog for _, _, backlog, _ in self.reactor.tcpServers]
+        self.assertEqual(backlogs, [1024, 1024])
         self.assertFalse(root.getServiceNamed("codec-threads").pool.started)

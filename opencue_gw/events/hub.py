@@ -10,6 +10,15 @@ subscriber of the scope whose filter matches. A subscriber that joins a scope al
 polled gets its current state first, as C{snapshot} events.
 
 Sinks (an SSE stream, a job wait) decide how to write; the hub never buffers for them.
+
+With C{shared} (L{opencue_gw.shared.events.SharedEvents}, from C{--redis}) one instance
+polls each scope: every watcher's scope asks for the scope's lease in Redis once per
+interval; the holder polls and publishes its events, and every instance, the holder
+included, fans out the batches it hears on the scope's channel. An instance that does
+not hold the lease polls once, when the scope starts there, for the snapshot its new
+subscribers need, and keeps that snapshot current from the batches (so that, if it
+takes the lease over, its first diff loses no change). While Redis is away, or this
+instance is not listening on the channel, it polls for itself as without Redis.
 """
 
 from __future__ import annotations
@@ -18,10 +27,12 @@ import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from opencue_gw.errors import GatewayError
 from opencue_gw.events.diff import Snapshot, diff
@@ -29,12 +40,21 @@ from opencue_gw.events.metrics import EventMetrics
 from opencue_gw.events.model import Event, EventFilter, Item, ScopeKey
 from opencue_gw.events.scopes import Scope, Upstream, fetcher_for
 from opencue_gw.logs import GATEWAY_OBSERVER
+from opencue_gw.shared.store import SharedStoreUnavailable
 from opencue_gw.upstream.rpcs import Rpc
+
+if TYPE_CHECKING:
+    from opencue_gw.shared.events import SharedEvents
 
 __all__ = ["EventHub", "EventSettings", "Sink", "Subscription"]
 
 # Stopped scopes whose last snapshot is kept, so a reconnecting client misses nothing.
 _RETAINED_SCOPES = 256
+# A scope's lease in Redis lives this many intervals unless renewed: a holder that died
+# is replaced within it (plus one interval), a slow poll does not lose it.
+_LEASE_INTERVALS = 2.5
+# Batches a follower keeps while its snapshot poll has not answered yet.
+_MAX_WAITING = 64
 
 
 @dataclass(frozen=True)
@@ -106,8 +126,15 @@ class EventHub:
         *,
         settings: EventSettings | None = None,
         metrics: EventMetrics | None = None,
+        shared: SharedEvents | None = None,
     ) -> None:
         self.settings = settings if settings is not None else EventSettings()
+        self.shared = shared
+        self._releasing: list[Deferred[None]] = []
+        self._errors_told: set[ScopeKey] = set()
+        if shared is not None:
+            shared.handler = self._heard
+            shared.error_handler = self._heard_error
         self.metrics = metrics if metrics is not None else EventMetrics()
         self.metrics.count(lambda: len(self._subscribers), lambda: len(self._scopes))
         self._upstream = upstream
@@ -221,6 +248,11 @@ class EventHub:
             if not scope.subscribers:
                 del self._scopes[key]
                 self._snapshots.pop(key, None)
+                if self.shared is not None:
+                    self.shared.unwatch(key)
+                    if scope.role == "leader":
+                        self._releasing = [d for d in self._releasing if not d.called]
+                        self._releasing.append(self.shared.release(key))
                 last = scope.stop()
                 if last is not None:
                     self._retained[key] = last
@@ -232,12 +264,22 @@ class EventHub:
                 self._heartbeat.cancel()
             self._heartbeat = None
 
-    def close(self, message: str = "the gateway is shutting down") -> None:
-        """End every subscription with a C{shutdown} event and stop every poll."""
+    def close(self, message: str = "the gateway is shutting down") -> Deferred[None]:
+        """
+        End every subscription with a C{shutdown} event and stop every poll. Fires once
+        the leases this instance held are given up (within Redis's bounded wait), so
+        that another instance takes its scopes over at its next interval.
+        """
         self.closed = True
         for sub in list(self._subscribers):
             self.unsubscribe(sub)
             sub.sink.close("shutdown", {"message": message})
+        if self.shared is None:
+            return succeed(None)
+        releasing, self._releasing = self._releasing, []
+        self.shared.stop()
+        done = DeferredList(releasing, consumeErrors=True)
+        return done.addCallback(lambda _: None)
 
     # --- polls ---
 
@@ -257,8 +299,13 @@ class EventHub:
             timeout=self.settings.poll_timeout,
             max_frame_pages=self.settings.max_frame_pages,
         )
-        scope = Scope(key, fetch, self.clock, self.settings.interval, self._polled, self._failed)
+        gate = self._gate if self.shared is not None else None
+        scope = Scope(
+            key, fetch, self.clock, self.settings.interval, self._polled, self._failed, gate
+        )
         self._scopes[key] = scope
+        if self.shared is not None:
+            self.shared.watch(key)
         scope.snapshot = self._retained.pop(key, None)
         return scope
 
@@ -270,14 +317,43 @@ class EventHub:
     def _fan_out(self, scope: Scope, new: Snapshot, departed: dict[str, Item | None]) -> None:
         self.metrics.polls.labels(scope.key[0]).inc()
         old = scope.snapshot
+        waiting, scope.waiting = scope.waiting, []
+        if scope.role == "follower":
+            # The snapshot poll of an instance that does not hold the lease: no events
+            # (the holder publishes them); every subscriber starts from this state.
+            for events, gone in waiting:
+                new = _applied(new, events, gone)
+            scope.snapshot = new
+            scope.fresh = True
+            for sub in scope.subscribers:
+                sub.primed.discard(scope.key)
+            self._dispatch(scope, [])
+            return
         events = diff(old, new, departed) if old is not None else []
         scope.snapshot = new
         scope.fresh = True
         for event in events:
+            self.metrics.events.labels(event.type).inc()
+        if scope.role == "leader" and self.shared is not None and scope.key in self._errors_told:
+            self._errors_told.discard(scope.key)
+            self.shared.publish_error(scope.key, None)
+        if scope.role == "leader" and events and self.shared is not None:
+            gone = [item_id for item_id in old or {} if item_id not in new]
+            self._publish(scope, events, gone)
+            # Subscribers without a snapshot yet get it now; the events come back on the
+            # scope's channel, in the order and with the ids every instance sees.
+            self._dispatch(scope, [])
+            return
+        self._number(events)
+        self._dispatch(scope, events)
+
+    def _number(self, events: Sequence[Event]) -> None:
+        for event in events:
             self.last_id += 1
             event.id = self.last_id
             self._history.append(event)
-            self.metrics.events.labels(event.type).inc()
+
+    def _dispatch(self, scope: Scope, events: Sequence[Event]) -> None:
         # Subscribers with the same filter (the usual case: a show's watchers) share one
         # piece of bytes, built once; each gets a single write.
         batches: _Batches = {}
@@ -285,23 +361,138 @@ class EventHub:
             if not sub.active:
                 continue
             if scope.key not in sub.primed:
-                self._send_snapshot(scope, sub)
+                if scope.fresh:
+                    self._send_snapshot(scope, sub)
             elif events:
                 _deliver(sub, events, batches)
+
+    # --- sharing through Redis
+
+    def _gate(self, scope: Scope) -> Deferred[bool]:
+        """Whether this instance polls C{scope} this interval, and in which role."""
+        shared = self.shared
+        assert shared is not None
+        if not shared.store.up:
+            scope.role = "local"
+            return succeed(True)
+        ttl = self.settings.interval * _LEASE_INTERVALS
+        d = shared.attempt(scope.key, self.last_id, ttl)
+
+        def decided(held: bool) -> bool:
+            if held:
+                scope.role = "leader"
+                return True
+            if shared.listening(scope.key):
+                scope.role = "follower"
+                return not scope.fresh
+            scope.role = "local"
+            return True
+
+        def unavailable(failure: Failure) -> bool:
+            if failure.check(SharedStoreUnavailable) is None:
+                self.log.failure("Event lease attempt failed", failure)
+            scope.role = "local"
+            return True
+
+        return d.addCallbacks(decided, unavailable)
+
+    def _publish(self, scope: Scope, events: list[Event], gone: list[str]) -> None:
+        shared = self.shared
+        assert shared is not None
+        ttl = self.settings.interval * _LEASE_INTERVALS
+        key = scope.key
+        listening = shared.listening(key)
+        d = shared.publish(key, events, gone, self.last_id, ttl)
+
+        def published(first: int | None) -> None:
+            if first is None:
+                # The lease went to another instance meanwhile: it reports these changes
+                # from its own snapshot, which had every batch this one published.
+                scope.role = "follower"
+                return
+            if not listening:
+                self._heard(key, shared.owner, events, gone, first)
+
+        def unavailable(failure: Failure) -> None:
+            if failure.check(SharedStoreUnavailable) is None:
+                self.log.failure("Publishing events failed", failure)
+            # Not shared: this instance's subscribers still get them.
+            current = self._scopes.get(key)
+            if current is not None:
+                self._number(events)
+                self._dispatch(current, events)
+
+        d.addCallbacks(published, unavailable)
+
+    def _heard(
+        self,
+        key: ScopeKey,
+        owner: str,
+        events: list[Event],
+        gone: list[str],
+        first: int | None = None,
+    ) -> None:
+        """A batch published on C{key}'s channel (by any instance, this one included)."""
+        scope = self._scopes.get(key)
+        if scope is None:
+            return
+        if first is not None:
+            for index, event in enumerate(events):
+                event.id = first + index
+        if events and events[0].id <= self.last_id:
+            # This instance numbered events itself past the shared counter (while Redis
+            # was away): number these after them, so its clients' ids still increase.
+            self._number(events)
+        else:
+            for event in events:
+                self._history.append(event)
+            if events:
+                self.last_id = events[-1].id
+        own = self.shared is not None and owner == self.shared.owner
+        if not own:
+            # The holder's snapshot moved on: this one follows, for new subscribers and
+            # for the diff this instance makes if it takes the lease over.
+            if not scope.fresh:
+                scope.waiting.append((events, gone))
+                # Bounded: a follower whose snapshot poll keeps failing keeps the latest.
+                del scope.waiting[:-_MAX_WAITING]
+            if scope.snapshot is not None:
+                scope.snapshot = _applied(scope.snapshot, events, gone)
+        self._dispatch(scope, events)
 
     def _failed(self, scope: Scope, error: GatewayError) -> None:
         self.metrics.polls.labels(scope.key[0]).inc()
         self.metrics.poll_errors.labels(error.code_name).inc()
-        before = scope.error
-        scope.error = error
-        if before is not None and (before.code, before.message) == (error.code, error.message):
+        if not self._tell_error(scope, error):
             return
         self.log.warn(
             "Event poll of {scope} failed: {error}", scope=":".join(scope.key), error=str(error)
         )
+        if scope.role == "leader" and self.shared is not None:
+            # The other instances' subscribers hear of it too, and when it is over.
+            self.shared.publish_error(scope.key, error)
+            self._errors_told.add(scope.key)
+
+    def _tell_error(self, scope: Scope, error: GatewayError) -> bool:
+        """Tell C{scope}'s subscribers of C{error} unless it is the one they know."""
+        before = scope.error
+        scope.error = error
+        if before is not None and (before.code, before.message) == (error.code, error.message):
+            return False
         for sub in list(scope.subscribers):
             if sub.active:
                 sub.sink.failed(scope.key, error)
+        return True
+
+    def _heard_error(self, key: ScopeKey, owner: str, error: GatewayError | None) -> None:
+        """The lease holder's poll of C{key} failed (or, with None, works again)."""
+        scope = self._scopes.get(key)
+        if scope is None or (self.shared is not None and owner == self.shared.owner):
+            return
+        if error is None:
+            scope.error = None
+        else:
+            self._tell_error(scope, error)
 
     def _send_snapshot(self, scope: Scope, sub: Subscription) -> None:
         sub.primed.add(scope.key)
@@ -320,3 +511,13 @@ class EventHub:
                 sub.sink.ping()
         if self._subscribers:
             self._heartbeat = self.clock.callLater(self.settings.heartbeat, self._beat)
+
+
+def _applied(snapshot: Snapshot, events: Sequence[Event], gone: Sequence[str]) -> Snapshot:
+    """C{snapshot} after a published batch: changed items replaced, gone ones removed."""
+    new = dict(snapshot)
+    for event in events:
+        new[event.item.id] = event.item
+    for item_id in gone:
+        new.pop(item_id, None)
+    return new

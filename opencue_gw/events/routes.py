@@ -246,8 +246,8 @@ class EventsService(Service):
         if add is not None:
             self._trigger = add("before", "shutdown", self.hub.close)
 
-    def stopService(self) -> None:
-        """End the streams and the polls."""
+    def stopService(self) -> Deferred[None]:
+        """End the streams and the polls (and give this instance's leases up)."""
         super().stopService()
         trigger, self._trigger = self._trigger, None
         remove = getattr(self._reactor, "removeSystemEventTrigger", None)
@@ -256,7 +256,7 @@ class EventsService(Service):
                 remove(trigger)
             except (ValueError, KeyError):
                 pass  # Already run: the reactor is shutting down.
-        self.hub.close()
+        return self.hub.close()
 
 
 def install_event_routes(

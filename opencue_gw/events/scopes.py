@@ -27,7 +27,7 @@ from opencue_gw.events.diff import (
     layer_item,
     snapshot_of,
 )
-from opencue_gw.events.model import Item, ScopeKey
+from opencue_gw.events.model import Event, Item, ScopeKey
 from opencue_gw.upstream.rpcs import Rpc
 
 __all__ = ["POLL_RPCS", "Poll", "Scope", "Upstream", "fetcher_for"]
@@ -143,6 +143,7 @@ class Scope:
         interval: float,
         on_poll: Callable[[Scope, Snapshot, dict[str, Item | None]], None],
         on_error: Callable[[Scope, GatewayError], None],
+        gate: Callable[[Scope], Deferred[bool]] | None = None,
     ) -> None:
         self.key = key
         self.subscribers: set[Any] = set()
@@ -155,9 +156,15 @@ class Scope:
         self._interval = interval
         self._on_poll = on_poll
         self._on_error = on_error
+        self._gate = gate
         self._timer: IDelayedCall | None = None
-        self._pending: Deferred[Poll] | None = None
+        self._pending: Deferred[Any] | None = None
         self.running = False
+        self.role = "local"
+        """With Redis: C{leader} (polls and publishes), C{follower} (hears the leader's
+        batches; polls once for its snapshot) or C{local} (polls for itself)."""
+        self.waiting: list[tuple[list[Event], list[str]]] = []
+        """A follower's batches heard before its first snapshot, applied on it."""
 
     def start(self) -> None:
         """
@@ -179,10 +186,30 @@ class Scope:
         return self.snapshot
 
     def poll(self) -> None:
-        """Ask Cuebot now (unless a poll is still waiting for its answer)."""
+        """
+        Ask Cuebot now (unless a poll is still waiting for its answer). With a gate,
+        ask it first whether this instance polls at all this time.
+        """
         self._timer = None
         if not self.running or self._pending is not None:
             return
+        if self._gate is None:
+            self._ask()
+            return
+        gated = self._gate(self)
+        self._pending = gated
+        gated.addCallback(self._gated, gated).addErrback(lambda _: None)
+
+    def _gated(self, go: bool, d: Deferred[bool]) -> None:
+        if self._pending is not d:
+            return
+        self._pending = None
+        if go:
+            self._ask()
+        else:
+            self._schedule()
+
+    def _ask(self) -> None:
         d = Deferred.fromCoroutine(self._fetch(self.snapshot))
         self._pending = d
         d.addCallbacks(self._answered, self._failed, callbackArgs=(d,), errbackArgs=(d,))

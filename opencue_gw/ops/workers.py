@@ -36,11 +36,13 @@ from opencue_gw.config import ConfigError
 from opencue_gw.logs import GATEWAY_OBSERVER
 
 __all__ = [
+    "LISTEN_BACKLOG",
     "AdoptedPortService",
     "ParentWatchService",
     "WorkerPoolService",
     "check_can_listen",
     "listening_socket",
+    "with_backlog",
     "worker_argv",
 ]
 
@@ -67,10 +69,24 @@ def shareable(description: str) -> tuple[str, int, int]:
         return (
             options.get("interface", "").strip("[]"),
             int(parts[1]),
-            int(options.get("backlog", "128")),
+            int(options.get("backlog", LISTEN_BACKLOG)),
         )
     except ValueError:
         raise ConfigError(f"--port: bad backlog in {description!r}") from None
+
+
+# Queued connections a listening socket holds before the kernel refuses more. Twisted's
+# default is 50; CueWeb opens one connection per job row at each refresh (200 at once
+# for a table of 200 jobs), and a refused connect is retried only after a second.
+LISTEN_BACKLOG = 1024
+
+
+def with_backlog(description: str) -> str:
+    """A tcp/ssl endpoint description with L{LISTEN_BACKLOG} unless it names one."""
+    kind = description.split(":", 1)[0]
+    if kind not in ("tcp", "tcp6", "ssl") or "backlog=" in description:
+        return description
+    return f"{description}:backlog={LISTEN_BACKLOG}"
 
 
 def listening_socket(description: str) -> socket.socket:

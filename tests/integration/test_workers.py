@@ -117,8 +117,8 @@ def test_workers_serve_restart_and_stop(pool: subprocess.Popen[bytes]) -> None:
 @pytest.mark.parametrize(
     ("description", "shared"),
     [
-        ("8448", ("", 8448, 128)),
-        ("tcp:9000:interface=127.0.0.1", ("127.0.0.1", 9000, 128)),
+        ("8448", ("", 8448, 1024)),
+        ("tcp:9000:interface=127.0.0.1", ("127.0.0.1", 9000, 1024)),
         ("tcp:9001:backlog=50", ("", 9001, 50)),
     ],
 )
