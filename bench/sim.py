@@ -5,8 +5,11 @@ not charged to the gateway) and differs from ``python -m opencue_sandbox`` in th
 ways the benchmark needs:
 
 * it counts the calls it serves (a server interceptor) and reports the counts as JSON on
-  ``GET http://127.0.0.1:Q/calls``, because the ``cueweb`` scenario measures how many
-  upstream calls the gateway's read cache saves and the sandbox keeps no counter;
+  ``GET http://127.0.0.1:Q/calls``, because the scenarios measure how many upstream calls
+  the gateway saves and the sandbox keeps no counter; ``GET /times?method=M`` answers
+  the arrival times (``time.monotonic()``, the same clock in every process of the host)
+  of the last 10,000 calls of method M, which the ``events`` scenario uses to tell the
+  wait for a poll from what the gateway adds after it;
 * it adds one job with a single 10,000-frame layer next to the demo jobs, because the
   sandbox gives every job the same number of frames and 2,000 jobs of 10,000 frames
   would not fit in memory;
@@ -26,11 +29,13 @@ import argparse
 import json
 import signal
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import grpc
 
@@ -47,6 +52,7 @@ class CallCounter(grpc.ServerInterceptor):
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.times: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
     def intercept_service(
@@ -55,8 +61,11 @@ class CallCounter(grpc.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         """Count the call, then serve it unchanged."""
+        now = time.monotonic()
+        method = handler_call_details.method
         with self._lock:
-            self.counts[handler_call_details.method] += 1
+            self.counts[method] += 1
+            self.times.setdefault(method, deque(maxlen=10_000)).append(now)
         return continuation(handler_call_details)
 
     def snapshot(self) -> dict[str, int]:
@@ -64,13 +73,26 @@ class CallCounter(grpc.ServerInterceptor):
         with self._lock:
             return dict(self.counts)
 
+    def arrivals(self, method: str) -> list[float]:
+        """Arrival times (time.monotonic()) of the last calls of ``method``, oldest first."""
+        with self._lock:
+            return list(self.times.get(method, ()))
+
 
 def serve_counts(counter: CallCounter, port: int) -> ThreadingHTTPServer:
-    """Serve ``GET /calls`` with the counts as JSON on 127.0.0.1:port, in a daemon thread."""
+    """
+    Serve ``GET /calls`` (the counts) and ``GET /times?method=M`` (arrival times) as JSON
+    on 127.0.0.1:port, in a daemon thread.
+    """
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = json.dumps(counter.snapshot()).encode()
+            url = urlsplit(self.path)
+            if url.path == "/times":
+                method = parse_qs(url.query).get("method", [""])[0]
+                body = json.dumps(counter.arrivals(method)).encode()
+            else:
+                body = json.dumps(counter.snapshot()).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
