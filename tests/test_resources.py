@@ -164,3 +164,41 @@ def test_gateway_pages_a_list_cuebot_does_not_page() -> None:
     ]
     assert [p["nextPage"] for p in pages] == [2, 3, None]
     assert {(p["page"], p["limit"]) for p in pages} == {(1, 3), (2, 3), (3, 3)}
+
+
+WRITE_ROUTES = [route for route in ROUTES if route.method == "POST"]
+
+
+@pytest.mark.parametrize("route", WRITE_ROUTES, ids=lambda r: r.path)
+def test_a_hundred_thousand_deep_body_is_a_400_on_every_write_route(
+    route: Route, gateway: GatewayUnderTest
+) -> None:
+    """A body nested 100,000 deep is the client's error (400, code 3), never a 500."""
+    path = route.path.replace("{", "").replace("}", "")  # every path value is a plain word
+    body = b'{"state":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    reply = gateway.request("POST", path, body)
+    assert reply.status == 400, reply.body
+    assert reply.json() == {
+        "code": 3,
+        "message": "malformed JSON: nested too deeply",
+        "details": [],
+    }
+    assert gateway.upstream.calls == []
+
+
+def test_an_enum_typo_eats_nothing_on_either_kind_of_route(gateway: GatewayUnderTest) -> None:
+    """
+    EatFrames with a misspelt state is refused before Cuebot hears of it: through the Go
+    gateway the unknown name was dropped, the filter emptied, and every frame eaten.
+    """
+    rpc = gateway.post(
+        "/job.JobInterface/EatFrames",
+        {"job": {"id": "j1"}, "req": {"states": {"frame_states": ["DAED"]}}},
+    )
+    assert rpc.status == 400
+    assert "req.states.frame_states[0]" in rpc.json()["message"]
+    assert "DEAD" in rpc.json()["message"]
+    rest = gateway.request("POST", "/api/v1/jobs/j1/eat-frames", {"state": ["DAED"]})
+    assert rest.status == 400 and rest.json()["code"] == 3
+    assert "DEAD" in rest.json()["message"]
+    assert gateway.upstream.calls == []
