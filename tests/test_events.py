@@ -633,9 +633,12 @@ class FakeShared:
         self.error_handler: Any = None
         self.published: list[tuple[list[Event], list[str]]] = []
         self.next_id = 10**13
+        self.attempts = 0
+        self.released: list[ScopeKey] = []
 
     def attempt(self, key: ScopeKey, floor: int, ttl: float) -> Deferred[bool]:
-        assert ttl == INTERVAL * 2.5
+        assert ttl == pytest.approx(INTERVAL * 2 / 3)
+        self.attempts += 1
         return succeed(self.held)
 
     def publish(
@@ -655,6 +658,7 @@ class FakeShared:
         pass
 
     def release(self, key: ScopeKey) -> Deferred[None]:
+        self.released.append(key)
         return succeed(None)
 
     def publish_error(self, key: ScopeKey, error: GatewayError | None) -> None:
@@ -732,3 +736,63 @@ def test_shared_leader_publishes_and_delivers_what_comes_back() -> None:
     farm.jobs["a"].job_stats.running_frames = 2
     clock.advance(INTERVAL)
     assert sink.events[-1][0].id == 10**13 + 1 and len(shared.published) == 1
+
+
+def _ticks(clock: FakeReactor, count: int) -> None:
+    """Advance C{count} thirds of an interval, one at a time (each a lease attempt)."""
+    for _ in range(count):
+        clock.advance(INTERVAL / 3 + 1e-9)
+
+
+def test_shared_lease_is_renewed_while_a_poll_is_slow() -> None:
+    """
+    The lease is attempted three times an interval on its own timer, so a poll that
+    takes longer than an interval does not lose it; the poll ticks ask no more of
+    Redis, and the slow answer is still the holder's to publish.
+    """
+    farm = Farm()
+    farm.add_job("a")
+    hub, clock, upstream, shared = _shared_hub(farm, held=True)
+    hub.subscribe(Recorder(), EventFilter(), "ann")
+    scope = hub._scopes[("jobs", "")]
+    assert (shared.attempts, len(upstream.calls), scope.role) == (1, 1, "leader")
+    answer = upstream.auto.pop("/job.JobInterface/GetJobs")
+    upstream.answer_all = False
+    _ticks(clock, 9)  # three intervals; the second poll, asked at the first, unanswered
+    assert shared.attempts == 10 and len(upstream.pending()) == 1
+    assert scope.lease is not None and scope.lease.held and scope.role == "leader"
+    farm.jobs["a"].job_stats.running_frames = 1
+    slow = upstream.pending()[0]
+    slow.succeed(answer(slow.request))
+    [(events, _)] = shared.published
+    assert [(e.item.id, e.changes) for e in events] == [("a", ("progress",))]
+
+
+def test_shared_follower_that_takes_the_lease_polls_at_once() -> None:
+    """
+    A follower whose attempt takes the lease (its holder gone) polls at that moment,
+    not at its next poll tick, diffing from the snapshot the batches kept current; a
+    scope that stops gives the lease up and attempts no more.
+    """
+    farm = Farm()
+    farm.add_job("a")
+    hub, clock, upstream, shared = _shared_hub(farm, held=False)
+    sink = Recorder()
+    sub = hub.subscribe(sink, EventFilter(), "ann")
+    scope = hub._scopes[("jobs", "")]
+    _ticks(clock, 4)
+    assert len(upstream.calls) == 1 and scope.role == "follower" and shared.attempts == 5
+    heard = [Event(diff_job_item(farm.add_job("b")), ("appeared",), 7)]
+    hub._heard(("jobs", ""), "other", heard, [])  # the holder's last batch, before it died
+    farm.jobs["a"].job_stats.running_frames = 1
+    shared.held = True
+    _ticks(clock, 1)  # the next attempt takes it: a poll now, a third before the tick
+    assert len(upstream.calls) == 2 and scope.role == "leader"
+    [(events, gone)] = shared.published
+    assert [(e.item.id, e.changes) for e in events] == [("a", ("progress",))] and gone == []
+    _ticks(clock, 2)  # the poll tick that was due moved an interval after this poll
+    assert len(upstream.calls) == 2
+    hub.unsubscribe(sub)
+    attempts = shared.attempts
+    _ticks(clock, 6)
+    assert shared.released == [("jobs", "")] and shared.attempts == attempts

@@ -12,12 +12,19 @@ polled gets its current state first, as C{snapshot} events.
 Sinks (an SSE stream, a job wait) decide how to write; the hub never buffers for them.
 
 With C{shared} (L{opencue_gw.shared.events.SharedEvents}, from C{--redis}) one instance
-polls each scope: every watcher's scope asks for the scope's lease in Redis once per
-interval; the holder polls and publishes its events, and every instance, the holder
-included, fans out the batches it hears on the scope's channel. An instance that does
-not hold the lease polls once, when the scope starts there, for the snapshot its new
-subscribers need, and keeps that snapshot current from the batches (so that, if it
-takes the lease over, its first diff loses no change). While Redis is away, or this
+polls each scope: every watcher's scope keeps attempting the scope's lease in Redis on
+its own timer, three times an interval with a time to live of two thirds of one
+(L{opencue_gw.events.scopes.Lease}), apart from the polls: a slow poll does not lose the
+lease, and when its holder dies another instance takes it, and polls, within one
+interval (one that stops gives it up, and is replaced within a third). At each poll
+tick the scope asks what the last attempt said, without a call to Redis: the holder
+polls and publishes its events (the publish script checks the lease again), and every
+instance, the holder included, fans out the batches it hears on the scope's channel.
+So each watching instance makes three lease calls per scope and interval, and the
+holder one publish more when something changed. An instance that does not hold the
+lease polls once, when the scope starts there, for the snapshot its new subscribers
+need, and keeps that snapshot current from the batches (so that, if it takes the lease
+over, its first diff, made at once, loses no change). While Redis is away, or this
 instance is not listening on the channel, it polls for itself as without Redis.
 """
 
@@ -38,7 +45,7 @@ from opencue_gw.errors import GatewayError
 from opencue_gw.events.diff import Snapshot, diff
 from opencue_gw.events.metrics import EventMetrics
 from opencue_gw.events.model import Event, EventFilter, Item, ScopeKey
-from opencue_gw.events.scopes import Scope, Upstream, fetcher_for
+from opencue_gw.events.scopes import Lease, Scope, Upstream, fetcher_for
 from opencue_gw.logs import GATEWAY_OBSERVER
 from opencue_gw.shared.store import SharedStoreUnavailable
 from opencue_gw.upstream.rpcs import Rpc
@@ -50,9 +57,6 @@ __all__ = ["EventHub", "EventSettings", "Sink", "Subscription"]
 
 # Stopped scopes whose last snapshot is kept, so a reconnecting client misses nothing.
 _RETAINED_SCOPES = 256
-# A scope's lease in Redis lives this many intervals unless renewed: a holder that died
-# is replaced within it (plus one interval), a slow poll does not lose it.
-_LEASE_INTERVALS = 2.5
 # Batches a follower keeps while its snapshot poll has not answered yet.
 _MAX_WAITING = 64
 
@@ -250,9 +254,9 @@ class EventHub:
                 self._snapshots.pop(key, None)
                 if self.shared is not None:
                     self.shared.unwatch(key)
-                    if scope.role == "leader":
-                        self._releasing = [d for d in self._releasing if not d.called]
-                        self._releasing.append(self.shared.release(key))
+                if scope.lease is not None:
+                    self._releasing = [d for d in self._releasing if not d.called]
+                    self._releasing.append(scope.lease.release())
                 last = scope.stop()
                 if last is not None:
                     self._retained[key] = last
@@ -268,7 +272,8 @@ class EventHub:
         """
         End every subscription with a C{shutdown} event and stop every poll. Fires once
         the leases this instance held are given up (within Redis's bounded wait), so
-        that another instance takes its scopes over at its next interval.
+        that another instance takes its scopes over at its next attempt (a third of an
+        interval).
         """
         self.closed = True
         for sub in list(self._subscribers):
@@ -299,9 +304,14 @@ class EventHub:
             timeout=self.settings.poll_timeout,
             max_frame_pages=self.settings.max_frame_pages,
         )
-        gate = self._gate if self.shared is not None else None
+        gate = lease = None
+        if self.shared is not None:
+            gate = self._gate
+            lease = Lease(
+                key, self.shared, self.clock, self.settings.interval, lambda: self.last_id
+            )
         scope = Scope(
-            key, fetch, self.clock, self.settings.interval, self._polled, self._failed, gate
+            key, fetch, self.clock, self.settings.interval, self._polled, self._failed, gate, lease
         )
         self._scopes[key] = scope
         if self.shared is not None:
@@ -369,37 +379,33 @@ class EventHub:
     # --- sharing through Redis
 
     def _gate(self, scope: Scope) -> Deferred[bool]:
-        """Whether this instance polls C{scope} this interval, and in which role."""
+        """
+        Whether this instance polls C{scope} this interval, and in which role: from
+        what the lease's last attempt said (the scope's first poll waits for one).
+        """
+        lease = scope.lease
+        assert lease is not None
+        return lease.decided().addCallback(lambda _: self._role(scope, lease))
+
+    def _role(self, scope: Scope, lease: Lease) -> bool:
         shared = self.shared
         assert shared is not None
-        if not shared.store.up:
-            scope.role = "local"
-            return succeed(True)
-        ttl = self.settings.interval * _LEASE_INTERVALS
-        d = shared.attempt(scope.key, self.last_id, ttl)
-
-        def decided(held: bool) -> bool:
-            if held:
-                scope.role = "leader"
-                return True
-            if shared.listening(scope.key):
-                scope.role = "follower"
-                return not scope.fresh
+        if not shared.store.up or not lease.available:
             scope.role = "local"
             return True
-
-        def unavailable(failure: Failure) -> bool:
-            if failure.check(SharedStoreUnavailable) is None:
-                self.log.failure("Event lease attempt failed", failure)
-            scope.role = "local"
+        if lease.held:
+            scope.role = "leader"
             return True
-
-        return d.addCallbacks(decided, unavailable)
+        if shared.listening(scope.key):
+            scope.role = "follower"
+            return not scope.fresh
+        scope.role = "local"
+        return True
 
     def _publish(self, scope: Scope, events: list[Event], gone: list[str]) -> None:
         shared = self.shared
-        assert shared is not None
-        ttl = self.settings.interval * _LEASE_INTERVALS
+        assert shared is not None and scope.lease is not None
+        ttl = scope.lease.ttl
         key = scope.key
         listening = shared.listening(key)
         d = shared.publish(key, events, gone, self.last_id, ttl)

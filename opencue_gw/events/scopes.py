@@ -6,6 +6,10 @@ A scope is asked for on behalf of every subscriber at once, the way the readines
 asks: through the upstream client with the gateway's own short deadline and no caller's
 metadata. One poll never overlaps the next: the following one is scheduled an interval
 after the answer, on the injected clock.
+
+With Redis a scope also has a L{Lease}: its own timer, apart from the polls, that takes
+or renews the scope's lease a few times an interval, so that a slow poll never loses it
+and a dead holder's is taken over within one interval (the numbers are in L{Lease}).
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 from opencue_proto import host_pb2, job_pb2
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from opencue_gw.errors import Code, GatewayError
@@ -28,9 +34,11 @@ from opencue_gw.events.diff import (
     snapshot_of,
 )
 from opencue_gw.events.model import Event, Item, ScopeKey
+from opencue_gw.logs import GATEWAY_OBSERVER
+from opencue_gw.shared.store import SharedStoreUnavailable
 from opencue_gw.upstream.rpcs import Rpc
 
-__all__ = ["POLL_RPCS", "Poll", "Scope", "Upstream", "fetcher_for"]
+__all__ = ["POLL_RPCS", "Lease", "Leases", "Poll", "Scope", "Upstream", "fetcher_for"]
 
 # The read RPCs each event type is polled with: the policy is asked about these.
 POLL_RPCS: Mapping[str, tuple[str, ...]] = {
@@ -127,9 +135,148 @@ def fetcher_for(
     return fetchers[kind]
 
 
+class Leases(Protocol):
+    """The Redis side of the leases (L{opencue_gw.shared.events.SharedEvents})."""
+
+    def attempt(self, key: ScopeKey, floor: int, ttl: float) -> Deferred[bool]: ...
+
+    def release(self, key: ScopeKey) -> Deferred[None]: ...
+
+
+class Lease:
+    """
+    One scope's lease in Redis as this instance knows it, kept by its own timer.
+
+    While the scope is watched, an attempt (take or renew) runs every third of an
+    interval with a time to live of two thirds, whatever the polls are doing: a poll
+    slower than an interval does not lose the lease (and a renewal may come a third of
+    an interval late), and a holder that dies without a word leaves a lease that
+    expires within two thirds of an interval of its death, which a watcher's next
+    attempt, at most a third later, takes: one interval in all. That is three small
+    scripts per interval for each instance watching the scope. The polls ask L{held}
+    (what the last answer said, while its time to live lasts) and make no call to
+    Redis for it.
+
+    C{on_taken} runs when an attempt takes the lease that the previous one did not
+    hold, so the new holder polls at once instead of at its next tick.
+    """
+
+    log = Logger(observer=GATEWAY_OBSERVER)
+
+    def __init__(
+        self,
+        key: ScopeKey,
+        leases: Leases,
+        clock: IReactorTime,
+        interval: float,
+        floor: Callable[[], int],
+    ) -> None:
+        self.key = key
+        self.period = interval / 3
+        self.ttl = interval * 2 / 3
+        self.on_taken: Callable[[], None] | None = None
+        self.available = False
+        """Whether the last attempt was answered (C{False}: Redis is away or slow)."""
+        self._leases = leases
+        self._clock = clock
+        self._floor = floor
+        self._held: bool | None = False
+        self._held_until = 0.0
+        self._answered = False
+        self._attempting: Deferred[None] | None = None
+        self._waiting: list[Deferred[None]] = []
+        self._timer = LoopingCall(self._attempt)
+        self._timer.clock = clock
+
+    @property
+    def held(self) -> bool:
+        """Whether this instance holds the lease now, as the last attempt said."""
+        return bool(self._held) and self._clock.seconds() < self._held_until
+
+    def start(self) -> None:
+        """Attempt now, then every third of an interval until L{stop}."""
+        if not self._timer.running:
+            self._timer.start(self.period, now=True)
+
+    def stop(self) -> None:
+        """Stop attempting; the lease, if held, expires by itself (as when dying)."""
+        if self._timer.running:
+            self._timer.stop()
+
+    def release(self) -> Deferred[None]:
+        """
+        Stop attempting and give the lease up, so that another instance takes it at
+        its next attempt. Fires when done or given up (never fails).
+        """
+        self.stop()
+        if self._attempting is not None:
+            # Its answer may yet be "taken": give it up after that answer.
+            pending: Deferred[None] = Deferred()
+            self._attempting.addBoth(lambda _: self._leases.release(self.key)).addBoth(
+                lambda _: pending.callback(None)
+            )
+            return pending
+        if self._held is False:
+            return succeed(None)
+        self._held = False
+        return self._leases.release(self.key)
+
+    def decided(self) -> Deferred[None]:
+        """Fires once an attempt has been answered (or has failed) since the start."""
+        if self._answered:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def _attempt(self) -> None:
+        if self._attempting is not None:
+            return  # The previous attempt has not answered yet: no pile-up.
+        sent = self._clock.seconds()
+        attempt = self._leases.attempt(self.key, self._floor(), self.ttl)
+        done = attempt.addCallbacks(self._decided, self._failed, callbackArgs=(sent,))
+        done.addErrback(self._broken)
+        if not done.called:
+            self._attempting = done
+            done.addBoth(self._finished)
+
+    def _finished(self, _: None) -> None:
+        self._attempting = None
+
+    def _broken(self, failure: Failure) -> None:
+        # A bug in what an answer set off (the poll it hurried): logged, the timer goes on.
+        self.log.failure("Event lease handling failed", failure)
+
+    def _decided(self, held: bool, sent: float) -> None:
+        before = self.held
+        self._held = held
+        self._held_until = sent + self.ttl if held else 0.0
+        self.available = True
+        self._tell()
+        if held and not before and self._timer.running and self.on_taken is not None:
+            self.on_taken()
+
+    def _failed(self, failure: Failure) -> None:
+        if failure.check(SharedStoreUnavailable) is None:
+            self.log.failure("Event lease attempt failed", failure)
+        # Unknown: perhaps taken (released on stop), not to be relied on meanwhile.
+        self._held = None
+        self._held_until = 0.0
+        self.available = False
+        self._tell()
+
+    def _tell(self) -> None:
+        self._answered = True
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            if not d.called:
+                d.callback(None)
+
+
 class Scope:
     """
-    One watched scope: its subscribers, its last snapshot, and its poll timer.
+    One watched scope: its subscribers, its last snapshot, its poll timer, and with
+    Redis its L{Lease} (started and stopped with the polls).
 
     C{on_poll(scope, new, departed)} and C{on_error(scope, error)} are the hub's; the
     scope only knows when to ask.
@@ -144,6 +291,7 @@ class Scope:
         on_poll: Callable[[Scope, Snapshot, dict[str, Item | None]], None],
         on_error: Callable[[Scope, GatewayError], None],
         gate: Callable[[Scope], Deferred[bool]] | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.key = key
         self.subscribers: set[Any] = set()
@@ -157,8 +305,12 @@ class Scope:
         self._on_poll = on_poll
         self._on_error = on_error
         self._gate = gate
+        self.lease = lease
+        if lease is not None:
+            lease.on_taken = self._taken
         self._timer: IDelayedCall | None = None
         self._pending: Deferred[Any] | None = None
+        self._again = False
         self.running = False
         self.role = "local"
         """With Redis: C{leader} (polls and publishes), C{follower} (hears the leader's
@@ -173,10 +325,19 @@ class Scope:
         """
         self.running = True
         self.poll()
+        if self.lease is not None:
+            # After the first poll's gate, which waits for this first attempt's answer.
+            self.lease.start()
 
     def stop(self) -> Snapshot | None:
-        """Stop polling; answers the last snapshot, for a restart within the history."""
+        """
+        Stop polling (and attempting the lease, without giving it up: see
+        L{Lease.release}); answers the last snapshot, for a restart within the history.
+        """
         self.running = False
+        self._again = False
+        if self.lease is not None:
+            self.lease.stop()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -190,6 +351,8 @@ class Scope:
         Ask Cuebot now (unless a poll is still waiting for its answer). With a gate,
         ask it first whether this instance polls at all this time.
         """
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
         self._timer = None
         if not self.running or self._pending is not None:
             return
@@ -199,6 +362,21 @@ class Scope:
         gated = self._gate(self)
         self._pending = gated
         gated.addCallback(self._gated, gated).addErrback(lambda _: None)
+
+    def hurry(self) -> None:
+        """Poll now, or right after the poll under way answers, not at the next tick."""
+        if not self.running:
+            return
+        if self._pending is not None:
+            self._again = True
+            return
+        self.poll()
+
+    def _taken(self) -> None:
+        # This instance just took the lease over: it polls now (within the interval the
+        # takeover promises) rather than at the next tick of its timer.
+        if self.role != "leader":
+            self.hurry()
 
     def _gated(self, go: bool, d: Deferred[bool]) -> None:
         if self._pending is not d:
@@ -236,4 +414,6 @@ class Scope:
 
     def _schedule(self) -> None:
         if self.running:
-            self._timer = self._clock.callLater(self._interval, self.poll)
+            delay = 0.0 if self._again else self._interval
+            self._again = False
+            self._timer = self._clock.callLater(delay, self.poll)

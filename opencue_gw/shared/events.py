@@ -4,7 +4,9 @@ The event stream shared across gateway instances through Redis: one instance pol
 scope, every instance with subscribers to it receives the changes.
 
 Each scope has a lease in Redis (C{SET NX PX}, renewed by a compare-and-set script).
-Every instance watching the scope runs L{SharedEvents.attempt} once per interval; the
+Every instance watching the scope runs L{SharedEvents.attempt} on a timer of its own,
+three times an interval with a time to live of two thirds of one (the numbers, and why,
+are in L{opencue_gw.events.scopes.Lease}); the
 one that holds the lease polls Cuebot, diffs, and publishes the batch of events with
 L{SharedEvents.publish}, which (in one script) checks the lease is still its own, takes
 the batch's ids from a counter shared by every scope of the facility, and PUBLISHes it
@@ -12,7 +14,8 @@ on the scope's channel. Every instance, the publisher included, hands the batch 
 subscribers when it comes back on its subscriber connection: Redis delivers published
 messages in the order the scripts ran, so each instance sees the same events with the
 same ids in the same order. A holder that stops watching deletes its lease; one that
-dies leaves it to expire (C{ttl}), and another watcher takes it at its next attempt.
+dies leaves it to expire (C{ttl}), and another watcher takes it at its next attempt:
+within one interval of the death in all.
 
 The attempt also raises the counter to the instance's own last id, so ids never go
 backwards for a client whose instance numbered events itself while Redis was away.
