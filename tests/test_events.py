@@ -290,6 +290,31 @@ def test_one_poll_per_scope_for_many_subscribers() -> None:
     assert hub.metrics.polls.labels("jobs")._value.get() == 4
 
 
+def test_polls_start_an_interval_apart_however_long_a_poll_takes() -> None:
+    """
+    Fixed rate: the next poll starts an interval after the last one started, so a change
+    never waits more than an interval for the poll that sees it (a poll's own time is
+    not added to the spacing).
+    """
+    clock = FakeReactor()
+    upstream = FakeUpstream(clock=clock)
+    hub = EventHub(upstream, RPCS, clock, settings=EventSettings(interval=INTERVAL))
+    hub.subscribe(Recorder(), EventFilter(), "ann")
+    assert len(upstream.calls) == 1
+    clock.advance(INTERVAL * 0.4)
+    upstream.calls[0].succeed()
+    clock.advance(INTERVAL * 0.6 - 0.01)
+    assert len(upstream.calls) == 1
+    clock.advance(0.01)
+    assert len(upstream.calls) == 2
+    # A poll slower than the interval is followed at once, never overlapped.
+    clock.advance(INTERVAL * 1.5)
+    assert len(upstream.calls) == 2
+    upstream.calls[1].succeed()
+    clock.advance(0)
+    assert len(upstream.calls) == 3
+
+
 def test_no_polling_without_subscribers() -> None:
     """Nothing is asked before the first subscriber or after the last one leaves."""
     farm = Farm()

@@ -4,8 +4,10 @@ The polls: what the gateway asks Cuebot for one scope, and the timer that repeat
 
 A scope is asked for on behalf of every subscriber at once, the way the readiness probe
 asks: through the upstream client with the gateway's own short deadline and no caller's
-metadata. One poll never overlaps the next: the following one is scheduled an interval
-after the answer, on the injected clock.
+metadata. Polls start at a fixed rate, an interval apart from start to start (so a
+change waits at most one interval for the poll that sees it, however long a poll takes),
+and one poll never overlaps the next: a poll slower than the interval is followed at
+once. Everything runs on the injected clock.
 
 With Redis a scope also has a L{Lease}: its own timer, apart from the polls, that takes
 or renews the scope's lease a few times an interval, so that a slow poll never loses it
@@ -311,6 +313,7 @@ class Scope:
         self._timer: IDelayedCall | None = None
         self._pending: Deferred[Any] | None = None
         self._again = False
+        self._started_at: float | None = None
         self.running = False
         self.role = "local"
         """With Redis: C{leader} (polls and publishes), C{follower} (hears the leader's
@@ -356,6 +359,7 @@ class Scope:
         self._timer = None
         if not self.running or self._pending is not None:
             return
+        self._started_at = self._clock.seconds()
         if self._gate is None:
             self._ask()
             return
@@ -414,6 +418,10 @@ class Scope:
 
     def _schedule(self) -> None:
         if self.running:
-            delay = 0.0 if self._again else self._interval
+            if self._again or self._started_at is None:
+                delay = 0.0 if self._again else self._interval
+            else:
+                # An interval from the start of the poll that just ended, not from its end.
+                delay = max(0.0, self._started_at + self._interval - self._clock.seconds())
             self._again = False
             self._timer = self._clock.callLater(delay, self.poll)
