@@ -134,16 +134,7 @@ def build_root_resource(
     encoder = AnswerEncoder(reactor, codec_pool)
     audit = audit_log_for(config, reactor) if audit is None else audit
     policy = policy_for(config, config.default_facility)
-    api = GatewayAPI(
-        rpcs,
-        upstream,
-        encoder,
-        grpc_timeout=config.grpc_timeout,
-        strict_json=config.strict_json,
-        allow_unknown_enums=config.allow_unknown_enums,
-        policy=policy,
-        audit=audit,
-    )
+    api = gateway_api(config, rpcs, upstream, encoder, policy, audit)
     router = Router(config.default_facility)
     api.install(router)
     install_resource_routes(api, router)
@@ -166,15 +157,8 @@ def build_root_resource(
                     config, facility_upstream, reactor, metrics, events.metrics
                 )
             facility_policy = policy_for(config, spec.name)
-            facility_api = GatewayAPI(
-                rpcs,
-                facility_upstream,
-                encoder,
-                grpc_timeout=config.grpc_timeout,
-                strict_json=config.strict_json,
-                allow_unknown_enums=config.allow_unknown_enums,
-                policy=facility_policy,
-                audit=audit,
+            facility_api = gateway_api(
+                config, rpcs, facility_upstream, encoder, facility_policy, audit
             )
             router.add_facility(
                 spec.name,
@@ -199,6 +183,27 @@ def build_root_resource(
         max_in_flight=config.max_in_flight,
         credentials=BearerCredentialFactory(max_token_bytes=config.max_head_bytes),
         tracing=tracing,
+    )
+
+
+def gateway_api(
+    config: GatewayConfig,
+    rpcs: Mapping[str, Rpc],
+    upstream: IUpstream,
+    encoder: AnswerEncoder,
+    policy: Policy | None,
+    audit: AuditLog | None,
+) -> GatewayAPI:
+    """One facility's call path: its upstream and policy, the gateway's JSON settings."""
+    return GatewayAPI(
+        rpcs,
+        upstream,
+        encoder,
+        grpc_timeout=config.grpc_timeout,
+        strict_json=config.strict_json,
+        allow_unknown_enums=config.allow_unknown_enums,
+        policy=policy,
+        audit=audit,
     )
 
 
