@@ -228,3 +228,13 @@ def test_policy_refusal_is_logged_with_its_caller(events: list[dict[str, Any]]) 
     assert refused["status"] == 403
     assert (refused["sub"], refused["role"]) == ("vera", "viewer")
     assert gw.upstream.calls == []
+
+
+def test_a_long_path_is_cut_in_the_access_line(
+    gw: GatewayUnderTest, events: list[dict[str, Any]]
+) -> None:
+    """A 10 KB path is logged as its first 512 characters and a mark, not in full."""
+    reply = gw.post("/" + "x" * 10_000)
+    assert reply.status == 404
+    (line,) = _access(events)
+    assert line["path"] == "/" + "x" * 511 + "..."

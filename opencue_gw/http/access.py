@@ -26,6 +26,8 @@ ACCESS_FORMAT = (
     "{method} {path} {status} {bytes}B {duration:.4f}s sub={sub} role={role} id={request_id}"
     " trace={trace_id}"
 )
+# The longest path an access line shows (a longer one is cut, marked with "...").
+LOGGED_PATH_CHARS = 512
 # A client that went away before its answer was written.
 CLIENT_CLOSED = 499
 
@@ -51,7 +53,7 @@ class AccessLog:
         self.log.info(
             ACCESS_FORMAT,
             method=request.method.decode("latin-1"),
-            path=request.path.decode("latin-1", "replace"),
+            path=_shown_path(request.path),
             status=status,
             bytes=getattr(request, "sentLength", 0),
             duration=duration,
@@ -87,7 +89,7 @@ class AccessLog:
         self.log.info(
             ACCESS_FORMAT,
             method=method.decode("latin-1"),
-            path=path.decode("latin-1", "replace").split("?", 1)[0],
+            path=_shown_path(path.split(b"?", 1)[0]),
             status=status,
             bytes=sent,
             duration=duration,
@@ -100,3 +102,13 @@ class AccessLog:
             client=client,
             disconnected=False,
         )
+
+
+def _shown_path(path: bytes) -> str:
+    """
+    The path as logged: cut at L{LOGGED_PATH_CHARS}, so a 16 KiB request line (answered
+    414) or a long path cannot make every log line as long as the request.
+    """
+    if len(path) > LOGGED_PATH_CHARS:
+        return path[:LOGGED_PATH_CHARS].decode("latin-1", "replace") + "..."
+    return path.decode("latin-1", "replace")
