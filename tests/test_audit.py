@@ -188,3 +188,29 @@ def test_kill_whose_client_left_is_audited_with_its_real_outcome(
     call.succeed()
     [line] = lines(path)
     assert line["outcome"] == "OK"
+
+
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [
+        (1, "unknown"),  # CANCELLED: the channel closed under it (shutdown's grace ended)
+        (4, "unknown"),  # DEADLINE_EXCEEDED: Cuebot may still have done it
+        (5, "NOT_FOUND"),
+        (14, "UNAVAILABLE"),
+    ],
+)
+def test_a_mutation_whose_outcome_nobody_knows_is_audited_unknown(
+    tmp_path: Path, code: int, outcome: str
+) -> None:
+    """A Kill cut off by a closing channel or its deadline may have been done: "unknown"."""
+    path = tmp_path / "audit.log"
+    upstream = FakeUpstream()
+    gw = GatewayUnderTest(upstream, audit_log=str(path))
+    try:
+        pending = gw.send("POST", "/job.JobInterface/Kill", KILL)
+        upstream.calls[0].fail(code, "cut off")
+        pending.answer()
+    finally:
+        gw.close()
+    (record,) = lines(path)
+    assert record["method"] == "job.JobInterface/Kill" and record["outcome"] == outcome

@@ -114,8 +114,11 @@ def check_can_listen(endpoint: Any, description: str) -> None:
     daemonizes, like every other bad setting, instead of a traceback at start.
 
     Binds and closes a socket as Twisted's own listen would (C{SO_REUSEADDR}); the real
-    listen follows moments later. Endpoints other than tcp/tcp6/ssl (systemd socket
-    activation, unix sockets) bind nothing of their own here and are not checked.
+    listen follows moments later. A process that takes the port in between still meets
+    twistd's own report (a traceback): reporting that one as a line too would hide it
+    from the terminal once twistd has daemonized. Endpoints other than tcp/tcp6/ssl
+    (systemd socket activation, unix sockets) bind nothing of their own here and are not
+    checked.
     """
     if not isinstance(endpoint, (TCP4ServerEndpoint, SSL4ServerEndpoint)):
         return
