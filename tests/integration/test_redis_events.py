@@ -38,10 +38,10 @@ from opencue_gw.upstream.rpcs import load_rpcs
 from gwtest import SECRET, token
 from redisserver import (
     PATIENT,
-    REDIS_SERVER,
     RedisServer,
     TlsFiles,
     free_port,
+    needs_redis,
     redis_server,
     until,
 )
@@ -496,11 +496,10 @@ def _listening(port: int) -> bool:
     return True
 
 
+@needs_redis
 @pytest_twisted.ensureDeferred
 async def test_subscriber_connection_logs_in_and_hears_over_a_unix_socket(tmp_path: Path) -> None:
     """The subscriber connection sends the password (TCP) and works over a unix socket."""
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
     server = RedisServer(tmp_path, "--requirepass", "s3cret")
     server.start()
     heard: list[tuple[ScopeKey, str]] = []
@@ -530,7 +529,7 @@ async def test_subscriber_connection_logs_in_and_hears_over_a_unix_socket(tmp_pa
         server.stop()
 
 
-@pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+@needs_redis
 @pytest_twisted.ensureDeferred
 async def test_subscriber_connection_over_tls(tmp_path: Path) -> None:
     """rediss://: the subscriber connection checks the server's certificate and hears."""

@@ -12,7 +12,6 @@ import time
 from dataclasses import replace
 from typing import Any
 
-import pytest
 import pytest_twisted
 from treq.testing import StubTreq
 from twisted.internet import reactor
@@ -32,11 +31,6 @@ from gwtest import SECRET, token
 from redisserver import PATIENT, RedisServer, redis_server, until
 
 __all__ = ["redis_server"]
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(tap, "shared_store_for"),
-    reason="needs the --redis wiring of opencue_gw.tap (shared_store_for, shared=...)",
-)
 
 GET_JOBS = "/job.JobInterface/GetJobs"
 

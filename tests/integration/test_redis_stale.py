@@ -179,8 +179,6 @@ async def test_stale_if_error_across_instances(redis_server: RedisServer) -> Non
     Through L{StaleIfError} with the pluggable store: instance B covers a read that
     fails while Cuebot is away with the answer instance A got before.
     """
-    if not hasattr(stale, "MemoryStaleStore"):
-        pytest.skip("needs stale.py's pluggable store (StaleIfError(store=...))")
     a, b = [await Instance(redis_server.url).start() for _ in range(2)]
     cuebot = Flaky()
     try:

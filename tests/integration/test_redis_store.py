@@ -22,10 +22,10 @@ from opencue_gw.shared.address import RedisAddress, parse_redis_url
 from opencue_gw.shared.store import SharedStateMetrics, SharedStore, SharedStoreUnavailable
 
 from redisserver import (
-    REDIS_SERVER,
     RedisServer,
     TlsFiles,
     free_port,
+    needs_redis,
     redis_server,
     shared_logs,
     until,
@@ -123,7 +123,7 @@ async def test_commands_and_status(redis_server: RedisServer, shared_logs: list[
         await store.stop()
 
 
-@pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+@needs_redis
 @pytest_twisted.ensureDeferred
 async def test_password_and_unix_socket(tmp_path: Path) -> None:
     """A server with a password: the URL's works, the password file's works over unix://."""
@@ -148,7 +148,7 @@ async def test_password_and_unix_socket(tmp_path: Path) -> None:
         server.stop()
 
 
-@pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+@needs_redis
 @pytest_twisted.ensureDeferred
 async def test_wrong_password(tmp_path: Path, shared_logs: list[str]) -> None:
     """A refused password: local state, said once with the reason, the password unsaid."""
@@ -168,7 +168,7 @@ async def test_wrong_password(tmp_path: Path, shared_logs: list[str]) -> None:
         server.stop()
 
 
-@pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+@needs_redis
 @pytest_twisted.ensureDeferred
 async def test_tls(tmp_path: Path) -> None:
     """
@@ -269,7 +269,7 @@ async def test_slow_redis(redis_server: RedisServer, shared_logs: list[str]) -> 
         await store.stop()
 
 
-@pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+@needs_redis
 @pytest_twisted.ensureDeferred
 async def test_unreachable_from_the_start(shared_logs: list[str]) -> None:
     """Nothing listening: local state, said once after the connect grace, never a wait."""
