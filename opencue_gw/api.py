@@ -31,6 +31,7 @@ from opencue_gw.http.answers import json_body
 from opencue_gw.http.context import context_of
 from opencue_gw.http.encoder import AnswerEncoder
 from opencue_gw.http.router import Router
+from opencue_gw.http.wire import valid_host
 from opencue_gw.ops.tracing import TRACE_KEYS, traced_cuebot_call, traced_encoding
 from opencue_gw.upstream.rpcs import Rpc
 
@@ -45,8 +46,6 @@ _RESERVED_KEYS = ("grpc-", ":")
 _OWN_KEYS = frozenset({"x-forwarded-for", "x-forwarded-host", "x-request-id"})
 # RFC 9111 §5.5 (obsoleted but still what caches and RFC 5861 clients understand).
 _STALE_WARNING = b'110 - "Response is Stale"'
-# A host as RFC 9110 allows it in Host: a reg-name or IPv4, or an IP literal, and a port.
-_HOST = re.compile(r"^(?:[A-Za-z0-9\-._~!$&'()*+,;=%]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
 
 class IUpstream(Protocol):
@@ -207,7 +206,8 @@ class GatewayAPI:
             chain.append(peer)
         if chain:
             metadata.append(("x-forwarded-for", ", ".join(chain)))
-        host = _valid_host(request.getHeader(b"host"))
+        raw_host = request.getHeader(b"host")
+        host = valid_host(raw_host) if raw_host else None
         if host:
             metadata.append(("x-forwarded-host", host))
         ctx = context_of(request)
@@ -240,12 +240,6 @@ def _printable(value: bytes | None) -> str | None:
         return None
     text = value.decode("latin-1")
     return text if text.isascii() and text.isprintable() else None
-
-
-def _valid_host(value: bytes | None) -> str | None:
-    """The Host header if it is a valid host (and port), else None: never sent on."""
-    text = _printable(value)
-    return text if text is not None and _HOST.match(text) else None
 
 
 def _metadata_value(key: str, value: bytes) -> str | bytes:

@@ -34,7 +34,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.server import NOT_DONE_YET
 
 from opencue_gw.errors import GatewayError, error_for
-from opencue_gw.http.answers import error_bytes
+from opencue_gw.http.answers import error_bytes, finish_error
 from opencue_gw.http.context import RequestContext, request_id_of
 from opencue_gw.logs import GATEWAY_OBSERVER
 
@@ -157,7 +157,11 @@ class Router:
         return self._klein_private
 
     def answer_error(self, request: IRequest, failure: Failure) -> bytes:
-        """The answer to any failure of any route: the error table, or a logged 500."""
+        """The answer to any failure of any route (its headers set, its body returned)."""
+        return error_bytes(request, self.error_of(request, failure))
+
+    def error_of(self, request: IRequest, failure: Failure) -> GatewayError:
+        """The error table's answer to C{failure}, or a 500 whose failure is logged."""
         error = error_for(failure)
         if error is None:
             self.log.failure(
@@ -175,22 +179,18 @@ class Router:
                 message=error.message,
                 request_id=request_id_of(request),
             )
-        return error_bytes(request, error)
+        return error
 
     def fail(self, failure: Failure, request: IRequest) -> None:
         """
         Answer C{failure} and finish the request: the path for failures that happen
         after a route returned C{NOT_DONE_YET}, and for the guard's own refusals.
         """
-        if _gone(request):
-            return
-        if getattr(request, "startedWriting", False):
-            # Part of the answer is out; a JSON error now would corrupt it.
+        if getattr(request, "startedWriting", False) and not _gone(request):
+            # finish_error cuts the connection: part of the answer is out, and a JSON
+            # error now would corrupt it. Say why in the log.
             self.log.failure("Failed while writing an answer", failure)
-            request.loseConnection()  # type: ignore[attr-defined]
-            return
-        request.write(self.answer_error(request, failure))
-        request.finish()
+        finish_error(request, self.error_of(request, failure))
 
     def _serve_path(self, handler: Handler, request: IRequest) -> Any:
         try:
